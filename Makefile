@@ -1,0 +1,116 @@
+# sockfwd: `make` builds build/sockfwd; `make URING=1` adds the io_uring engine.
+# `make test` runs the unit and end-to-end tests, `make asan` the same under
+# AddressSanitizer and UndefinedBehaviorSanitizer. Missing Debian packages
+# are installed by tools/install-deps.sh.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+URING   ?= 0
+WERROR  ?= 0
+V       ?= 0
+
+Q := $(if $(filter 1,$(V)),,@)
+
+CPPFLAGS_BASE := -Iinclude -D_GNU_SOURCE
+CFLAGS_BASE   := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread
+LDLIBS_BASE   := -pthread
+
+SRC_LIB := src/addr.c src/buf.c src/conn.c src/engine.c src/log.c src/net.c src/options.c \
+           src/pipepool.c src/reactor.c src/eng_epoll.c src/eng_splice.c src/eng_naive.c \
+           src/worker.c
+ifeq ($(URING),1)
+SRC_LIB       += src/eng_uring.c
+CPPFLAGS_BASE += -DSF_HAVE_URING
+LDLIBS_BASE   += -luring
+endif
+ifeq ($(WERROR),1)
+CFLAGS_BASE += -Werror
+endif
+
+SRC_MAIN := src/main.c
+SRC_UNIT := $(wildcard tests/unit/*.c)
+SRC_E2E  := $(wildcard tests/e2e/*.c)
+
+ALL_CPPFLAGS = $(CPPFLAGS_BASE) $(CPPFLAGS)
+ALL_CFLAGS   = $(CFLAGS_BASE) $(EXTRA_CFLAGS) $(CFLAGS)
+ALL_LDLIBS   = $(LDLIBS_BASE) $(LDLIBS)
+
+# One build tree per flavour; a stamp of the flags forces a rebuild when
+# they change, so stale objects are never linked.
+B ?= build
+FLAGS_STAMP := $(B)/.flags
+
+.PHONY: all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
+
+all: $(B)/sockfwd
+
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(B)
+	@echo '$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDLIBS) $(LDFLAGS)' | cmp -s - $@ || \
+		echo '$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(ALL_LDLIBS) $(LDFLAGS)' > $@
+
+$(B)/%.o: %.c $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+OBJ_LIB  := $(SRC_LIB:%.c=$(B)/%.o)
+OBJ_MAIN := $(SRC_MAIN:%.c=$(B)/%.o)
+OBJ_UNIT := $(SRC_UNIT:%.c=$(B)/%.o)
+OBJ_E2E  := $(SRC_E2E:%.c=$(B)/%.o)
+
+$(B)/sockfwd: $(OBJ_LIB) $(OBJ_MAIN)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS)
+
+$(B)/test_unit: $(OBJ_UNIT) $(OBJ_LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lcriterion $(ALL_LDLIBS)
+
+$(B)/test_e2e: $(OBJ_E2E)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ -lcriterion $(ALL_LDLIBS)
+
+# Tests: the unit tests, then the real binary end to end for every engine
+# compiled in. Criterion's --jobs keeps the 2-core machine from being
+# oversubscribed by the heavy end-to-end transfers.
+TEST_JOBS ?= 2
+E2E_JOBS  ?= 1
+
+test: deps-test
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e
+
+test-unit: $(B)/test_unit
+	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
+
+test-e2e: $(B)/sockfwd $(B)/test_e2e
+	SOCKFWD_BIN=$(B)/sockfwd $(B)/test_e2e --jobs $(E2E_JOBS) $(TEST_ARGS)
+
+# Sanitizers: a separate tree so normal objects are never mixed in.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+asan: deps-test
+	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
+		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e
+
+deps:
+	tools/install-deps.sh build
+
+deps-test:
+	@tools/install-deps.sh --check test >/dev/null 2>&1 || tools/install-deps.sh test
+
+install: $(B)/sockfwd
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(B)/sockfwd $(DESTDIR)$(PREFIX)/bin/sockfwd
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sockfwd
+
+format:
+	clang-format -i $(wildcard src/*.c src/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,41 @@
+/*
+ * Socket helpers (as Redis's anet.c): every socket is created with
+ * SOCK_NONBLOCK (unless asked blocking) and SOCK_CLOEXEC.
+ */
+#ifndef SOCKFWD_NET_H
+#define SOCKFWD_NET_H
+
+#include "addr.h"
+
+/*
+ * A non-blocking listening socket on a, with SO_REUSEADDR and
+ * SO_REUSEPORT (one listener per worker), IPV6_V6ONLY off.
+ * Returns the fd or -errno.
+ */
+int sf_net_listen(const struct sf_sockaddr *a, int backlog);
+
+/*
+ * accept4 one connection (non-blocking unless blocking is set, CLOEXEC),
+ * with TCP_NODELAY. peer may be NULL. Returns the fd or -errno; EINTR and
+ * ECONNABORTED are retried.
+ */
+int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking);
+
+/*
+ * Connect to a. Non-blocking unless blocking is set: then -EINPROGRESS
+ * can come back with *fdp set, and completion is told by writability and
+ * sf_net_so_error. TCP_NODELAY is set. Returns 0 (connected),
+ * -EINPROGRESS, or -errno (nothing left open).
+ */
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp);
+
+/* Pending socket error (SO_ERROR) as -errno, or 0. */
+int sf_net_so_error(int fd);
+
+/* Arrange for close(fd) to send RST rather than FIN (SO_LINGER 0). */
+void sf_net_set_rst(int fd);
+
+/* Set SO_LINGER 0 and close: the peer sees a reset. */
+void sf_net_reset(int fd);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * The epoll engine: the shared reactor with a userspace buffer per
+ * direction, borrowed from the worker's pool only while bytes are in
+ * flight. Its pump is also the splice engine's fallback.
+ */
+#include <errno.h>
+
+#include "reactor.h"
+#include "sockfwd/engine.h"
+#include "sockfwd/worker.h"
+
+/*
+ * Write what the buffer holds, then read again, until a socket would
+ * block. A buffer left empty goes back to the pool, so an idle
+ * connection holds none.
+ */
+int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
+{
+	struct rx_dir *dir = &x->d[d];
+	int src = x->c.fd[d], dst = x->c.fd[!d];
+	uint32_t budget = RX_BUDGET;
+	ssize_t n;
+
+	for (;;) {
+		while (dir->buf != NULL && !sf_buf_empty(dir->buf)) {
+			n = sf_buf_write(dir->buf, dst);
+			if (n == -EAGAIN)
+				return RX_WAIT; /* the destination's EPOLLOUT resumes us */
+			if (n < 0) {
+				x->err_side = !d;
+				return (int)n;
+			}
+			sf_conn_count(&x->c, d, (uint64_t)n, 0);
+		}
+		if (x->c.flags & SF_CONN_EOF(d))
+			break;
+		if (budget == 0)
+			return RX_MORE;
+		if (dir->buf == NULL && (dir->buf = sf_bufpool_get(&l->bufs)) == NULL) {
+			x->err_side = d;
+			return -ENOMEM;
+		}
+		n = sf_buf_read(dir->buf, src);
+		if (n > 0) {
+			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+		} else if (n == 0) {
+			sf_conn_eof(&x->c, d);
+		} else if (n == -EAGAIN) {
+			break;
+		} else {
+			x->err_side = d;
+			return (int)n;
+		}
+	}
+	/* Drained: an idle direction holds no buffer. */
+	sf_rx_dir_release(l, dir);
+	return RX_WAIT;
+}
+
+static int ep_run(struct sf_worker *w) { return sf_reactor_run(w, sf_rx_pump_buf); }
+
+const struct sf_engine sf_engine_epoll = {
+	.name = "epoll",
+	.probe = NULL,
+	.run = ep_run,
+	.stop = sf_worker_stop,
+};

@@ -1,0 +1,111 @@
+/*
+ * Socket helpers.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sockfwd/net.h"
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Best effort: a failure only costs latency. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int sf_net_listen(const struct sf_sockaddr *a, int backlog)
+{
+	int fd, one = 1, zero = 0, rc;
+	int family = a->ss.ss_family;
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	/* ":port" binds [::] and must take IPv4 clients too. */
+	if (family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		goto fail;
+	if (listen(fd, backlog) < 0)
+		goto fail;
+	return fd;
+fail:
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking)
+{
+	struct sf_sockaddr tmp;
+	int fd;
+
+	if (peer == NULL)
+		peer = &tmp;
+	for (;;) {
+		peer->len = sizeof(peer->ss);
+		fd = accept4(lfd, (struct sockaddr *)&peer->ss, &peer->len,
+			     SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
+		if (fd >= 0)
+			break;
+		/* A client that gave up before we got to it is no error of ours. */
+		if (errno != EINTR && errno != ECONNABORTED)
+			return -errno;
+	}
+	set_nodelay(fd);
+	return fd;
+}
+
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp)
+{
+	int fd, rc;
+
+	*fdp = -1;
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK),
+		    IPPROTO_TCP);
+	if (fd < 0)
+		return -errno;
+	set_nodelay(fd);
+	do
+		rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
+	while (rc < 0 && errno == EINTR && blocking);
+	if (rc == 0 || errno == EINPROGRESS || (errno == EINTR && !blocking)) {
+		*fdp = fd;
+		return rc == 0 ? 0 : -EINPROGRESS;
+	}
+	rc = -errno;
+	close(fd);
+	return rc;
+}
+
+int sf_net_so_error(int fd)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
+void sf_net_set_rst(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+void sf_net_reset(int fd)
+{
+	sf_net_set_rst(fd);
+	close(fd);
+}

@@ -1,0 +1,82 @@
+/*
+ * The readiness loop shared by the epoll and splice engines: accept,
+ * upstream connect, dispatch of edge-triggered events, fairness and
+ * teardown. The engines differ only in how one direction moves its bytes
+ * (their pump), which is where their hot loop is.
+ */
+#ifndef SOCKFWD_REACTOR_H
+#define SOCKFWD_REACTOR_H
+
+#include <stdint.h>
+
+#include "sockfwd/buf.h"
+#include "sockfwd/conn.h"
+#include "sockfwd/pipepool.h"
+
+struct sf_worker;
+
+/* Bytes one direction may move per wakeup before others get a turn. */
+#define RX_BUDGET (1u << 20)
+
+enum rx_mode {
+	RX_SPLICE = 0, /* socket -> pipe -> socket */
+	RX_BUF,	       /* userspace buffer, for good (splice refused) */
+	RX_BUF_BURST,  /* userspace buffer until drained (no pipe to be had) */
+};
+
+/* Pump results. */
+enum { RX_WAIT = 0, RX_MORE = 1 };
+
+struct rx_dir {
+	struct sf_buf *buf;   /* lent while bytes are in flight */
+	struct sf_pipe *pipe; /* lent while bytes are in flight */
+	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
+	uint8_t mode;	      /* enum rx_mode */
+};
+
+struct rx_conn {
+	struct sf_conn c;
+	struct rx_dir d[2];
+	struct rx_conn *ready_next;
+	struct rx_conn *dead_next;
+	struct rx_conn *all_prev, *all_next; /* every live connection */
+	uint8_t connecting;
+	uint8_t dead;
+	uint8_t queued;
+	uint8_t more[2]; /* direction stopped by its budget */
+	int8_t err_side; /* side whose call failed, for the close line */
+};
+
+struct rx_loop;
+
+/*
+ * Move bytes of direction d until its socket or destination would block,
+ * its source reached EOF and everything is written, or the budget ran out.
+ * Returns RX_WAIT, RX_MORE (call again soon), or -errno with x->err_side
+ * set (the connection is then reset). On EOF it calls sf_conn_eof and
+ * leaves the FIN to the reactor.
+ */
+typedef int (*rx_pump_fn)(struct rx_loop *l, struct rx_conn *x, int d);
+
+struct rx_loop {
+	struct sf_worker *w;
+	int epfd;
+	rx_pump_fn pump;
+	struct sf_bufpool bufs;
+	struct sf_pipepool pipes;
+	struct rx_conn *ready, *ready_tail;
+	struct rx_conn *dead;
+	struct rx_conn *all;
+	uint64_t accept_resume_ms; /* 0 unless accept is paused */
+};
+
+/* Run the loop of worker w with pump; returns 0 after stop or -errno. */
+int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump);
+
+/* The buffered pump (eng_epoll.c), also splice's fallback. */
+int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d);
+
+/* Give back what direction d borrowed; a pipe still holding bytes is closed. */
+void sf_rx_dir_release(struct rx_loop *l, struct rx_dir *dir);
+
+#endif
