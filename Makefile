@@ -41,6 +41,7 @@ ALL_LDLIBS   = $(LDLIBS_BASE) $(LDLIBS)
 B ?= build
 FLAGS_STAMP := $(B)/.flags
 
+.PHONY: bench bench-full deps-bench
 .PHONY: all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
@@ -99,6 +100,22 @@ deps:
 
 deps-test:
 	@tools/install-deps.sh --check test >/dev/null 2>&1 || tools/install-deps.sh test
+
+# The bench suite (bench/README.md): every engine and the peers installed,
+# on the same load in one run. The load generator is tools/sfload.c.
+$(B)/sfload: tools/sfload.c $(FLAGS_STAMP)
+	@mkdir -p $(B)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_LDLIBS) -lm
+
+deps-bench:
+	@tools/install-deps.sh --check build bench >/dev/null 2>&1 || tools/install-deps.sh build bench
+
+bench: deps-bench $(B)/sockfwd $(B)/sfload
+	python3 bench/run.py --quick --sockfwd $(B)/sockfwd --sfload $(B)/sfload $(BENCH_ARGS)
+
+bench-full: deps-bench $(B)/sockfwd $(B)/sfload
+	python3 bench/run.py --full --sockfwd $(B)/sockfwd --sfload $(B)/sfload $(BENCH_ARGS)
 
 install: $(B)/sockfwd
 	install -d $(DESTDIR)$(PREFIX)/bin

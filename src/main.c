@@ -41,6 +41,32 @@ static int join_until(struct sf_worker *w, const struct timespec *deadline)
 	return -1;
 }
 
+/*
+ * One line with the totals of every worker, at exit: what the bench reads
+ * to know how much really went through splice.
+ */
+static void log_totals(const struct sf_worker *ws, unsigned n)
+{
+	struct sf_worker_stats t = {0};
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		t.accepted += __atomic_load_n(&ws[i].stats.accepted, __ATOMIC_RELAXED);
+		t.closed += __atomic_load_n(&ws[i].stats.closed, __ATOMIC_RELAXED);
+		t.resets += __atomic_load_n(&ws[i].stats.resets, __ATOMIC_RELAXED);
+		t.bytes[0] += __atomic_load_n(&ws[i].stats.bytes[0], __ATOMIC_RELAXED);
+		t.bytes[1] += __atomic_load_n(&ws[i].stats.bytes[1], __ATOMIC_RELAXED);
+		t.spliced[0] += __atomic_load_n(&ws[i].stats.spliced[0], __ATOMIC_RELAXED);
+		t.spliced[1] += __atomic_load_n(&ws[i].stats.spliced[1], __ATOMIC_RELAXED);
+	}
+	sf_log_info("stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
+		    "spliced=%llu/%llu",
+		    (unsigned long long)t.accepted, (unsigned long long)t.closed,
+		    (unsigned long long)t.resets, (unsigned long long)t.bytes[0],
+		    (unsigned long long)t.bytes[1], (unsigned long long)t.spliced[0],
+		    (unsigned long long)t.spliced[1]);
+}
+
 int main(int argc, char **argv)
 {
 	static struct sf_config cfg;
@@ -116,6 +142,7 @@ int main(int argc, char **argv)
 	}
 
 	/* Stop accepting, close, and be gone within a second. */
+	log_totals(workers, started);
 	for (i = 0; i < started; i++)
 		cfg.engine->stop(&workers[i]);
 	clock_gettime(CLOCK_REALTIME, &deadline);

@@ -76,9 +76,11 @@ int sf_parse_size(const char *s, size_t *out)
 	if (*p < '0' || *p > '9')
 		return -EINVAL;
 	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (UINT64_MAX - 9) / 10)
+		unsigned digit = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - digit) / 10)
 			return -ERANGE;
-		v = v * 10 + (*p - '0');
+		v = v * 10 + digit;
 	}
 	switch (*p) {
 	case 'k': case 'K': mult = 1ull << 10; p++; break;
