@@ -47,6 +47,9 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 
 int sf_conn_connect_next(struct sf_conn *c, int err)
 {
+	/* sf_conn_connect already tried every address when it left no socket. */
+	if (c->fd[SF_UPSTREAM] < 0)
+		return err;
 	close(c->fd[SF_UPSTREAM]);
 	c->fd[SF_UPSTREAM] = -1;
 	c->upstream++;

@@ -10,7 +10,7 @@
 
 #include "sockfwd/net.h"
 
-static void set_nodelay(int fd)
+void sf_net_set_nodelay(int fd)
 {
 	int one = 1;
 
@@ -61,7 +61,7 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking)
 		if (errno != EINTR && errno != ECONNABORTED)
 			return -errno;
 	}
-	set_nodelay(fd);
+	sf_net_set_nodelay(fd);
 	return fd;
 }
 
@@ -74,7 +74,7 @@ int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp)
 		    IPPROTO_TCP);
 	if (fd < 0)
 		return -errno;
-	set_nodelay(fd);
+	sf_net_set_nodelay(fd);
 	do
 		rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 	while (rc < 0 && errno == EINTR && blocking);

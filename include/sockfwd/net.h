@@ -29,6 +29,9 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking);
  */
 int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp);
 
+/* TCP_NODELAY, best effort: a failure only costs latency. */
+void sf_net_set_nodelay(int fd);
+
 /* Pending socket error (SO_ERROR) as -errno, or 0. */
 int sf_net_so_error(int fd);
 
