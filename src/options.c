@@ -47,7 +47,7 @@ const char *sf_usage(void)
 	       "  -j, --threads N       worker threads, each with its own SO_REUSEPORT\n"
 	       "                        listener (default: online CPUs)\n"
 	       "      --buffer-size N   userspace buffer per direction, naive and epoll\n"
-	       "                        (default 64k)\n"
+	       "                        (default 64k); also uring's buffer size\n"
 	       "      --pipe-size N     pipe capacity for splice (default 256k)\n"
 	       "  -v, --verbose         one line per connection close: peers, bytes each\n"
 	       "                        way, duration, reason\n"
