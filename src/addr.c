@@ -57,7 +57,8 @@ int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errle
 		}
 		port = close + 2;
 		if (hlen == 0 || hlen >= SF_HOST_MAX) {
-			snprintf(err, errlen, "'%s': empty or overlong IPv6 address in brackets", s);
+			snprintf(err, errlen, "'%s': empty or overlong IPv6 address in brackets",
+				 s);
 			return -EINVAL;
 		}
 		memcpy(hp->host, host, hlen);
@@ -78,7 +79,8 @@ int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errle
 		hlen = colon - s;
 		port = colon + 1;
 		if (hlen >= SF_HOST_MAX) {
-			snprintf(err, errlen, "host name longer than %d characters", SF_HOST_MAX - 1);
+			snprintf(err, errlen, "host name longer than %d characters",
+				 SF_HOST_MAX - 1);
 			return -EINVAL;
 		}
 		memcpy(hp->host, s, hlen);

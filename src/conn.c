@@ -98,8 +98,9 @@ static void conn_finish(struct sf_conn *c, const char *reason, int err, int rese
 		       sf_addr_format((const struct sockaddr *)&c->peer.ss, cbuf, sizeof(cbuf)),
 		       ubuf, (unsigned long long)c->bytes[0], (unsigned long long)c->bytes[1],
 		       (unsigned long long)c->spliced[0], (unsigned long long)c->spliced[1],
-		       (unsigned long long)(dur / 1000u), (unsigned long long)(dur % 1000u), reset ? "reset" : "reason",
-		       reason, err ? ": " : "", err ? strerror(-err) : "");
+		       (unsigned long long)(dur / 1000u), (unsigned long long)(dur % 1000u),
+		       reset ? "reset" : "reason", reason, err ? ": " : "",
+		       err ? strerror(-err) : "");
 }
 
 void sf_conn_close(struct sf_conn *c, const char *reason)

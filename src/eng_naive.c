@@ -22,7 +22,7 @@
 #include "sockfwd/net.h"
 #include "sockfwd/worker.h"
 
-#define NV_STACK (64u * 1024)
+#define NV_STACK      (64u * 1024)
 #define NV_SNDTIMEO_S 1
 
 struct nv_conn {
@@ -176,7 +176,7 @@ static int nv_spawn(void *(*fn)(void *), void *arg)
 static void *nv_conn_main(void *arg)
 {
 	struct nv_conn *n = arg;
-	struct timeval tv = {.tv_sec = NV_SNDTIMEO_S};
+	struct timeval tv = { .tv_sec = NV_SNDTIMEO_S };
 	int rc;
 
 	rc = sf_conn_connect(&n->c, 1);
@@ -231,7 +231,8 @@ static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr 
  */
 static int nv_run(struct sf_worker *w)
 {
-	struct pollfd pfd[2] = {{.fd = w->lfd, .events = POLLIN}, {.fd = w->stopfd, .events = POLLIN}};
+	struct pollfd pfd[2] = { { .fd = w->lfd, .events = POLLIN },
+				 { .fd = w->stopfd, .events = POLLIN } };
 	struct sf_sockaddr peer;
 	int fd, paused = 0;
 

@@ -42,9 +42,9 @@
 #include "sockfwd/worker.h"
 
 #define UR_SQ_ENTRIES 1024
-#define UR_NBUFS 512 /* provided buffers per worker: a power of two */
-#define UR_BGID 0
-#define UR_HIGH 4 /* buffers queued per direction before recv pauses */
+#define UR_NBUFS      512 /* provided buffers per worker: a power of two */
+#define UR_BGID	      0
+#define UR_HIGH	      4 /* buffers queued per direction before recv pauses */
 
 /* user_data: connection pointer | op << 1 | side (pointers are 16-aligned). */
 enum ur_op { UR_ACCEPT = 1, UR_STOP, UR_TIMER, UR_CONNECT, UR_RECV, UR_SEND, UR_CANCEL };
@@ -512,8 +512,8 @@ static int ur_setup_bufs(struct ur_loop *l)
 	if (l->br == MAP_FAILED)
 		return -errno;
 	l->bufs_bytes = (size_t)UR_NBUFS * l->bufsize;
-	l->bufs = mmap(NULL, l->bufs_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
+	l->bufs = mmap(NULL, l->bufs_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
 	if (l->bufs == MAP_FAILED) {
 		rc = -errno;
 		goto fail_br;
@@ -627,8 +627,8 @@ fail_l:
  */
 static int ur_probe(char *err, size_t errlen)
 {
-	static const int ops[] = {IORING_OP_ACCEPT,	  IORING_OP_RECV,    IORING_OP_SEND,
-				  IORING_OP_POLL_ADD,	  IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL};
+	static const int ops[] = { IORING_OP_ACCEPT,   IORING_OP_RECV,	  IORING_OP_SEND,
+				   IORING_OP_POLL_ADD, IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL };
 	struct io_uring_probe *probe;
 	struct io_uring ring;
 	int rc, disabled = -1;
@@ -645,20 +645,23 @@ static int ur_probe(char *err, size_t errlen)
 		}
 		if (disabled > 0)
 			snprintf(err, errlen,
-				 "io_uring is disabled on this machine (kernel.io_uring_disabled=%d): "
+				 "io_uring is disabled on this machine "
+				 "(kernel.io_uring_disabled=%d): "
 				 "%s; use -b splice",
 				 disabled, strerror(-rc));
 		else
 			snprintf(err, errlen, "io_uring is not available: %s%s; use -b splice",
 				 strerror(-rc),
-				 rc == -EPERM ? " (forbidden by a seccomp or security policy?)" : "");
+				 rc == -EPERM ? " (forbidden by a seccomp or security policy?)"
+					      : "");
 		return rc;
 	}
 	probe = io_uring_get_probe_ring(&ring);
 	for (i = 0; probe != NULL && i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (!io_uring_opcode_supported(probe, ops[i])) {
 			snprintf(err, errlen,
-				 "this kernel's io_uring lacks operation %d; use -b splice", ops[i]);
+				 "this kernel's io_uring lacks operation %d; use -b splice",
+				 ops[i]);
 			rc = -EOPNOTSUPP;
 			break;
 		}

@@ -39,7 +39,8 @@ const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errle
 			return engines[i];
 	if (strcmp(name, "uring") == 0)
 		snprintf(err, errlen,
-			 "this build lacks the io_uring engine (rebuild with make URING=1, or use -b splice)");
+			 "this build lacks the io_uring engine (rebuild with make URING=1, or use "
+			 "-b splice)");
 	else
 		snprintf(err, errlen, "unknown engine '%s' (this build has: %s)", name,
 			 sf_engine_names(names, sizeof(names), ", "));

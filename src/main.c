@@ -47,7 +47,7 @@ static int join_until(struct sf_worker *w, const struct timespec *deadline)
  */
 static void log_totals(const struct sf_worker *ws, unsigned n)
 {
-	struct sf_worker_stats t = {0};
+	struct sf_worker_stats t = { 0 };
 	unsigned i;
 
 	for (i = 0; i < n; i++) {

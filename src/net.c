@@ -99,7 +99,7 @@ int sf_net_so_error(int fd)
 
 void sf_net_set_rst(int fd)
 {
-	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }

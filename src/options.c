@@ -18,17 +18,17 @@
 enum { OPT_BUFFER_SIZE = 256, OPT_PIPE_SIZE };
 
 static const struct option long_opts[] = {
-	{"listen", required_argument, NULL, 'l'},
-	{"remote", required_argument, NULL, 'r'},
-	{"backend", required_argument, NULL, 'b'},
-	{"threads", required_argument, NULL, 'j'},
-	{"buffer-size", required_argument, NULL, OPT_BUFFER_SIZE},
-	{"pipe-size", required_argument, NULL, OPT_PIPE_SIZE},
-	{"verbose", no_argument, NULL, 'v'},
-	{"quiet", no_argument, NULL, 'q'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},
-	{NULL, 0, NULL, 0},
+	{ "listen", required_argument, NULL, 'l' },
+	{ "remote", required_argument, NULL, 'r' },
+	{ "backend", required_argument, NULL, 'b' },
+	{ "threads", required_argument, NULL, 'j' },
+	{ "buffer-size", required_argument, NULL, OPT_BUFFER_SIZE },
+	{ "pipe-size", required_argument, NULL, OPT_PIPE_SIZE },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
 };
 
 const char *sf_usage(void)
@@ -83,9 +83,21 @@ int sf_parse_size(const char *s, size_t *out)
 		v = v * 10 + digit;
 	}
 	switch (*p) {
-	case 'k': case 'K': mult = 1ull << 10; p++; break;
-	case 'm': case 'M': mult = 1ull << 20; p++; break;
-	case 'g': case 'G': mult = 1ull << 30; p++; break;
+	case 'k':
+	case 'K':
+		mult = 1ull << 10;
+		p++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1ull << 20;
+		p++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ull << 30;
+		p++;
+		break;
 	}
 	if (mult > 1 && (strcasecmp(p, "b") == 0 || strcasecmp(p, "ib") == 0))
 		p += strlen(p);
@@ -109,8 +121,8 @@ static int opt_size(const char *name, const char *arg, size_t min, size_t max, s
 		return -EINVAL;
 	}
 	if (rc < 0) {
-		snprintf(err, errlen, "%s %s: malformed size (expected digits with k, m or g)", name,
-			 arg);
+		snprintf(err, errlen, "%s %s: malformed size (expected digits with k, m or g)",
+			 name, arg);
 		return -EINVAL;
 	}
 	return 0;
@@ -199,8 +211,8 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 				return -EINVAL;
 			break;
 		case OPT_BUFFER_SIZE:
-			if (opt_size("--buffer-size", optarg, SF_MIN_BUFFER_SIZE, SF_MAX_BUFFER_SIZE,
-				     &cfg->buffer_size, err, errlen) < 0)
+			if (opt_size("--buffer-size", optarg, SF_MIN_BUFFER_SIZE,
+				     SF_MAX_BUFFER_SIZE, &cfg->buffer_size, err, errlen) < 0)
 				return -EINVAL;
 			break;
 		case OPT_PIPE_SIZE:

@@ -22,21 +22,21 @@
 #include "sockfwd/net.h"
 #include "sockfwd/worker.h"
 
-#define MAX_EVENTS 256
+#define MAX_EVENTS    256
 #define ACCEPT_BUDGET 64
-#define BUF_IDLE 32
-#define PIPE_IDLE 32
-#define PIPE_LIVE 8192
+#define BUF_IDLE      32
+#define PIPE_IDLE     32
+#define PIPE_LIVE     8192
 
 /* epoll data: a connection pointer with the side in its low bit. */
 #define TAG_LISTEN ((uint64_t)0)
-#define TAG_STOP ((uint64_t)1)
+#define TAG_STOP   ((uint64_t)1)
 
 static uint64_t tag(struct rx_conn *x, int side) { return (uint64_t)(uintptr_t)x | (unsigned)side; }
 
 static int rx_add(struct rx_loop *l, int fd, uint32_t events, uint64_t data)
 {
-	struct epoll_event ev = {.events = events, .data.u64 = data};
+	struct epoll_event ev = { .events = events, .data.u64 = data };
 
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
@@ -301,7 +301,7 @@ static void rx_teardown(struct rx_loop *l)
 int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump)
 {
 	struct epoll_event evs[MAX_EVENTS];
-	struct rx_loop l = {.w = w, .pump = pump};
+	struct rx_loop l = { .w = w, .pump = pump };
 	int i, n, stop = 0;
 
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -10,8 +10,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#define SF_HOST_MAX 256
-#define SF_ADDR_MAX 16 /* resolved addresses kept per host name */
+#define SF_HOST_MAX   256
+#define SF_ADDR_MAX   16 /* resolved addresses kept per host name */
 #define SF_ADDRSTRLEN (INET6_ADDRSTRLEN + 9)
 
 struct sf_hostport {

@@ -20,7 +20,7 @@ struct sf_buf {
 
 struct sf_bufpool {
 	struct sf_buf *free;
-	size_t size;	 /* capacity of every buffer */
+	size_t size; /* capacity of every buffer */
 	unsigned nfree;
 	unsigned max_idle; /* free buffers kept; more are released */
 	unsigned nlive;	   /* buffers lent out */

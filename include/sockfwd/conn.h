@@ -19,9 +19,9 @@ struct sf_worker;
 enum { SF_CLIENT = 0, SF_UPSTREAM = 1 };
 enum { SF_C2U = 0, SF_U2C = 1 };
 
-#define SF_CONN_EOF(d) (1u << (d))	 /* source of d sent FIN */
+#define SF_CONN_EOF(d)	(1u << (d))	  /* source of d sent FIN */
 #define SF_CONN_SHUT(d) (1u << (2 + (d))) /* FIN passed on to destination of d */
-#define SF_CONN_CLOSED (1u << 4)
+#define SF_CONN_CLOSED	(1u << 4)
 
 struct sf_conn {
 	struct sf_worker *w;

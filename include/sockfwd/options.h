@@ -12,12 +12,12 @@
 #define SF_VERSION "0.1.0"
 
 #define SF_DEFAULT_BUFFER_SIZE (64u * 1024)
-#define SF_DEFAULT_PIPE_SIZE (256u * 1024)
-#define SF_MIN_BUFFER_SIZE 1024u
-#define SF_MAX_BUFFER_SIZE (64u * 1024 * 1024)
-#define SF_MIN_PIPE_SIZE 4096u
-#define SF_MAX_PIPE_SIZE (1024u * 1024 * 1024)
-#define SF_MAX_THREADS 1024u
+#define SF_DEFAULT_PIPE_SIZE   (256u * 1024)
+#define SF_MIN_BUFFER_SIZE     1024u
+#define SF_MAX_BUFFER_SIZE     (64u * 1024 * 1024)
+#define SF_MIN_PIPE_SIZE       4096u
+#define SF_MAX_PIPE_SIZE       (1024u * 1024 * 1024)
+#define SF_MAX_THREADS	       1024u
 
 struct sf_engine;
 
@@ -32,9 +32,9 @@ struct sf_config {
 };
 
 enum sf_opt_result {
-	SF_OPT_RUN = 0,	 /* cfg is complete: run */
-	SF_OPT_HELP,	 /* -h: print sf_usage() to stdout, exit 0 */
-	SF_OPT_VERSION,	 /* -V: print sf_version_string(), exit 0 */
+	SF_OPT_RUN = 0, /* cfg is complete: run */
+	SF_OPT_HELP,	/* -h: print sf_usage() to stdout, exit 0 */
+	SF_OPT_VERSION, /* -V: print sf_version_string(), exit 0 */
 };
 
 /*

@@ -17,7 +17,7 @@ struct sf_pipe {
 
 struct sf_pipepool {
 	struct sf_pipe *free;
-	size_t size;	   /* capacity asked for with F_SETPIPE_SZ */
+	size_t size; /* capacity asked for with F_SETPIPE_SZ */
 	unsigned nfree;
 	unsigned max_idle; /* free pipes kept open */
 	unsigned nlive;	   /* pipes lent out */

@@ -25,8 +25,8 @@ struct sf_worker {
 	unsigned id;
 	const struct sf_config *cfg;
 	const struct sf_addrlist *upstreams;
-	int lfd;     /* listening socket */
-	int stopfd;  /* eventfd: readable once stop was asked */
+	int lfd;    /* listening socket */
+	int stopfd; /* eventfd: readable once stop was asked */
 	pthread_t thread;
 	int result;
 	struct sf_worker_stats stats;

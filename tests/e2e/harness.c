@@ -1,0 +1,1115 @@
+/*
+ * End-to-end harness: the sockfwd child process, /proc readers, client
+ * socket helpers and small upstream servers. See harness.h.
+ */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK		  (256 * 1024)
+#define SRV_STACK	  (256 * 1024)
+#define SRV_IO_TIMEOUT_MS 30000
+#define SRV_MAX_BYTES	  (1ull << 32)
+#define MAX_ARGS	  48
+
+/* ---- time ---- */
+
+void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- data ---- */
+
+void gen_init(struct gen *g, uint64_t seed)
+{
+	/* Spread the seed; xorshift needs a non-zero state. */
+	g->s = (seed + 1) * 0x9e3779b97f4a7c15ull;
+	if (g->s == 0)
+		g->s = 0x2545f4914f6cdd1dull;
+	g->word = 0;
+	g->avail = 0;
+}
+
+static uint64_t gen_next(struct gen *g)
+{
+	uint64_t x = g->s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	g->s = x;
+	return x;
+}
+
+void gen_fill(struct gen *g, void *buf, size_t n)
+{
+	unsigned char *p = buf;
+
+	while (n > 0 && g->avail > 0) {
+		*p++ = (unsigned char)g->word;
+		g->word >>= 8;
+		g->avail--;
+		n--;
+	}
+	while (n >= 8) {
+		uint64_t w = htole64(gen_next(g));
+
+		memcpy(p, &w, 8);
+		p += 8;
+		n -= 8;
+	}
+	if (n > 0) {
+		g->word = gen_next(g);
+		g->avail = 8;
+		while (n > 0) {
+			*p++ = (unsigned char)g->word;
+			g->word >>= 8;
+			g->avail--;
+			n--;
+		}
+	}
+}
+
+uint64_t hash_update(uint64_t h, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+uint64_t gen_hash(uint64_t seed, uint64_t len)
+{
+	unsigned char *buf = malloc(CHUNK);
+	struct gen g;
+	uint64_t h = HASH_INIT;
+
+	cr_assert(buf != NULL, "malloc failed");
+	gen_init(&g, seed);
+	while (len > 0) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+
+		gen_fill(&g, buf, n);
+		h = hash_update(h, buf, n);
+		len -= n;
+	}
+	free(buf);
+	return h;
+}
+
+uint64_t halfclose_seed(uint64_t hash, uint64_t len)
+{
+	return hash ^ (len * 0x9e3779b97f4a7c15ull);
+}
+
+/* ---- the sockfwd process ---- */
+
+/* The forwarder of the running test, for failure messages. */
+static struct fwd *cur_fwd;
+
+const char *fwd_note(void)
+{
+	static char buf[2048];
+
+	/* Only on a failure path: give a dying child a moment to become waitable. */
+	if (cur_fwd == NULL || !fwd_wait(cur_fwd, 300))
+		return "";
+	snprintf(buf, sizeof(buf), " [sockfwd %s; stderr: %.1500s]", fwd_status_str(cur_fwd),
+		 fwd_stderr_tail(cur_fwd));
+	return buf;
+}
+
+const char *fwd_bin(void)
+{
+	const char *b = getenv("SOCKFWD_BIN");
+
+	return b && *b ? b : "build/sockfwd";
+}
+
+/* In the child between fork and exec: async-signal-safe calls only. */
+static void child_exec(const char *bin, char *const *args, int devnull, int out, int err,
+		       rlim_t nofile, pid_t parent)
+{
+	struct sigaction sa;
+	sigset_t none;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(125);
+	if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		_exit(125);
+	close_range(3, ~0u, 0);
+	if (nofile > 0) {
+		struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
+
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			_exit(126);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execv(bin, args);
+	_exit(127);
+}
+
+void fwd_spawn(struct fwd *f, const char *const *argv, rlim_t nofile)
+{
+	const char *bin = fwd_bin();
+	char *args[MAX_ARGS];
+	pid_t parent = getpid();
+	int devnull, n;
+
+	sys_assert(access(bin, X_OK) == 0, "sockfwd binary %s (set SOCKFWD_BIN)", bin);
+	args[0] = (char *)bin;
+	for (n = 1; argv[n] != NULL; n++) {
+		cr_assert(n < MAX_ARGS - 1, "too many arguments");
+		args[n] = (char *)argv[n];
+	}
+	args[n] = NULL;
+
+	memset(f, 0, sizeof(*f));
+	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
+	sys_assert(f->out_fd >= 0, "memfd_create");
+	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
+	sys_assert(f->err_fd >= 0, "memfd_create");
+	/*
+	 * O_APPEND: a memfd's shared file offset is not updated atomically, so
+	 * lines written by two threads at once could land on the same offset.
+	 */
+	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	sys_assert(devnull >= 0, "open /dev/null");
+
+	f->pid = fork();
+	sys_assert(f->pid >= 0, "fork");
+	if (f->pid == 0)
+		child_exec(bin, args, devnull, f->out_fd, f->err_fd, nofile, parent);
+	close(devnull);
+}
+
+int fwd_wait(struct fwd *f, int ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+
+	if (f->exited)
+		return 1;
+	for (int i = 0; i < 1000000; i++) {
+		int st;
+		pid_t r = waitpid(f->pid, &st, WNOHANG);
+
+		sys_assert(r >= 0, "waitpid(%d)", (int)f->pid);
+		if (r == f->pid) {
+			f->exited = 1;
+			f->status = st;
+			return 1;
+		}
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(5);
+	}
+	return 0;
+}
+
+/* Read a memfd from its start. */
+static size_t memfd_read(int fd, char *buf, size_t cap)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < 4096 && len + 1 < cap; i++) {
+		ssize_t r = pread(fd, buf + len, cap - 1 - len, (off_t)len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		sys_assert(r >= 0, "pread");
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+size_t fwd_stderr(const struct fwd *f, char *buf, size_t cap)
+{
+	return memfd_read(f->err_fd, buf, cap);
+}
+
+size_t fwd_stdout(const struct fwd *f, char *buf, size_t cap)
+{
+	return memfd_read(f->out_fd, buf, cap);
+}
+
+const char *fwd_stderr_tail(const struct fwd *f)
+{
+	static char buf[1 << 20];
+	size_t len;
+
+	if (f->err_fd <= 0)
+		return "(no stderr)";
+	len = fwd_stderr(f, buf, sizeof(buf));
+	return len > 1500 ? buf + len - 1500 : buf;
+}
+
+const char *fwd_status_str(const struct fwd *f)
+{
+	static char buf[64];
+
+	if (!f->exited)
+		snprintf(buf, sizeof(buf), "running");
+	else if (WIFEXITED(f->status))
+		snprintf(buf, sizeof(buf), "exit %d", WEXITSTATUS(f->status));
+	else if (WIFSIGNALED(f->status))
+		snprintf(buf, sizeof(buf), "killed by signal %d (%s)", WTERMSIG(f->status),
+			 strsignal(WTERMSIG(f->status)));
+	else
+		snprintf(buf, sizeof(buf), "status 0x%x", f->status);
+	return buf;
+}
+
+void fwd_signal_wait(struct fwd *f, int sig)
+{
+	if (!f->exited)
+		sys_assert(kill(f->pid, sig) == 0, "kill(%d, %d)", (int)f->pid, sig);
+	if (fwd_wait(f, E2E_EXIT_MS))
+		return;
+	kill(f->pid, SIGKILL);
+	fwd_wait(f, E2E_EXIT_MS);
+	cr_assert_fail("sockfwd did not exit within %d ms of signal %d (%s); stderr:\n%s",
+		       E2E_EXIT_MS, sig, strsignal(sig), fwd_stderr_tail(f));
+}
+
+void fwd_assert_alive(struct fwd *f)
+{
+	fwd_wait(f, 0);
+	cr_assert(!f->exited, "sockfwd died: %s; stderr:\n%s", fwd_status_str(f),
+		  fwd_stderr_tail(f));
+}
+
+void fwd_stop(struct fwd *f)
+{
+	fwd_assert_alive(f);
+	fwd_signal_wait(f, SIGTERM);
+	cr_assert(WIFEXITED(f->status) && WEXITSTATUS(f->status) == 0,
+		  "sockfwd after SIGTERM: %s, expected exit 0; stderr:\n%s", fwd_status_str(f),
+		  fwd_stderr_tail(f));
+	fwd_release(f);
+}
+
+void fwd_release(struct fwd *f)
+{
+	if (cur_fwd == f)
+		cur_fwd = NULL;
+	if (f->pid > 0 && !f->exited) {
+		kill(f->pid, SIGKILL);
+		fwd_wait(f, E2E_EXIT_MS);
+	}
+	if (f->out_fd > 0)
+		close(f->out_fd);
+	if (f->err_fd > 0)
+		close(f->err_fd);
+	f->out_fd = f->err_fd = -1;
+}
+
+/*
+ * Wait until a connect to the listener succeeds. Returns 1 when ready, 0
+ * when sockfwd exited because the address was in use; fails otherwise.
+ */
+static int fwd_wait_ready(struct fwd *f)
+{
+	uint64_t deadline = now_ms() + E2E_READY_MS;
+
+	for (int i = 0; i < 100000; i++) {
+		int fd;
+
+		if (fwd_wait(f, 0)) {
+			char err[4096];
+
+			fwd_stderr(f, err, sizeof(err));
+			if (WIFEXITED(f->status) && WEXITSTATUS(f->status) == 1 &&
+			    strcasestr(err, "in use") != NULL)
+				return 0;
+			cr_assert_fail("sockfwd exited before listening: %s; stderr:\n%s",
+				       fwd_status_str(f), fwd_stderr_tail(f));
+		}
+		fd = tcp_connect_try(f->family, f->port);
+		if (fd >= 0) {
+			close(fd);
+			return 1;
+		}
+		cr_assert(fd == -ECONNREFUSED, "probe connect to sockfwd port %d: %s", f->port,
+			  strerror(-fd));
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(10);
+	}
+	kill(f->pid, SIGKILL);
+	fwd_wait(f, E2E_EXIT_MS);
+	cr_assert_fail("sockfwd not listening after %d ms; stderr:\n%s", E2E_READY_MS,
+		       fwd_stderr_tail(f));
+	return 0;
+}
+
+void fwd_start(struct fwd *f, const struct fwd_opts *o)
+{
+	int family = o->family ? o->family : AF_INET;
+
+	for (int attempt = 0; attempt < 10; attempt++) {
+		const char *argv[MAX_ARGS];
+		char listen[64], threads[16];
+		int port = free_port(family), n = 0;
+
+		loop_addr(listen, sizeof(listen), family, port);
+		argv[n++] = "sockfwd";
+		argv[n++] = "-l";
+		argv[n++] = listen;
+		argv[n++] = "-r";
+		argv[n++] = o->remote;
+		if (o->engine) {
+			argv[n++] = "-b";
+			argv[n++] = o->engine;
+		}
+		if (o->threads > 0) {
+			snprintf(threads, sizeof(threads), "%d", o->threads);
+			argv[n++] = "-j";
+			argv[n++] = threads;
+		}
+		for (int i = 0; i < 8 && o->extra[i] != NULL; i++)
+			argv[n++] = o->extra[i];
+		argv[n] = NULL;
+
+		fwd_spawn(f, argv, o->nofile);
+		f->family = family;
+		f->port = port;
+		cur_fwd = f;
+		if (fwd_wait_ready(f))
+			return;
+		fwd_release(f);
+	}
+	cr_assert_fail("sockfwd: address in use on 10 different free ports");
+}
+
+void fwd_start_srv(struct fwd *f, const char *engine, const struct srv *s)
+{
+	struct fwd_opts o = { .engine = engine, .family = s->family };
+	char remote[64];
+
+	o.remote = srv_addr(s, remote, sizeof(remote));
+	fwd_start(f, &o);
+}
+
+/* ---- /proc ---- */
+
+long proc_status_field(pid_t pid, const char *name)
+{
+	char path[64], line[256];
+	size_t nlen = strlen(name);
+	long v = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fp = fopen(path, "re");
+	sys_assert(fp != NULL, "%s", path);
+	for (int i = 0; i < 200 && fgets(line, sizeof(line), fp) != NULL; i++) {
+		if (strncmp(line, name, nlen) == 0 && line[nlen] == ':') {
+			v = strtol(line + nlen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(fp);
+	cr_assert(v >= 0, "%s has no field %s", path, name);
+	return v;
+}
+
+int proc_fd_count(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	sys_assert(d != NULL, "%s", path);
+	for (int i = 0; i < 1000000 && (de = readdir(d)) != NULL; i++) {
+		if (de->d_name[0] != '.')
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+double proc_cpu_seconds(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long ut = 0, st = 0;
+	const char *p;
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	sys_assert(fd >= 0, "%s", path);
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	sys_assert(len > 0, "read %s", path);
+	buf[len] = '\0';
+	/* Fields after "(comm)": state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime. */
+	p = strrchr(buf, ')');
+	cr_assert(p != NULL, "%s: no ')'", path);
+	cr_assert(sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) ==
+			  2,
+		  "cannot parse %s: %s", path, buf);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- sockets ---- */
+
+void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	sys_assert(getrlimit(RLIMIT_NOFILE, &rl) == 0, "getrlimit");
+	rl.rlim_cur = rl.rlim_max;
+	sys_assert(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit");
+}
+
+/* The loopback address of family, port. */
+static socklen_t loop_sockaddr(struct sockaddr_storage *ss, int family, int port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_addr = in6addr_loopback;
+		s6->sin6_port = htons((uint16_t)port);
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	s4->sin_family = AF_INET;
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s4->sin_port = htons((uint16_t)port);
+	return sizeof(*s4);
+}
+
+/* Port of a bound socket. */
+static int sock_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	sys_assert(getsockname(fd, (struct sockaddr *)&ss, &len) == 0, "getsockname");
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int free_port(int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loop_sockaddr(&ss, family, 0);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	sys_assert(fd >= 0, "socket");
+	sys_assert(bind(fd, (struct sockaddr *)&ss, len) == 0, "bind port 0");
+	port = sock_port(fd);
+	close(fd);
+	return port;
+}
+
+char *loop_addr(char *buf, size_t len, int family, int port)
+{
+	snprintf(buf, len, family == AF_INET6 ? "[::1]:%d" : "127.0.0.1:%d", port);
+	return buf;
+}
+
+/* send and receive time-outs: a stalled forwarder fails the call, not the run. */
+static void set_timeouts(int fd, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	sys_assert(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0, "SO_RCVTIMEO");
+	sys_assert(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0, "SO_SNDTIMEO");
+}
+
+int tcp_connect_try(int family, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loop_sockaddr(&ss, family, port);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
+
+	sys_assert(fd >= 0, "socket");
+	set_timeouts(fd, E2E_HANG_MS);
+	for (int i = 0; i < 100; i++) {
+		if (connect(fd, (struct sockaddr *)&ss, len) == 0)
+			return fd;
+		if (errno != EINTR)
+			break;
+	}
+	e = errno;
+	close(fd);
+	return -e;
+}
+
+int tcp_connect(int family, int port)
+{
+	int fd = tcp_connect_try(family, port);
+
+	cr_assert(fd >= 0, "connect to loopback port %d: %s%s", port, strerror(-fd), fwd_note());
+	return fd;
+}
+
+int tcp_connect_nb(int family, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loop_sockaddr(&ss, family, port);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	sys_assert(fd >= 0, "socket");
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0)
+		sys_assert(errno == EINPROGRESS, "non-blocking connect to port %d", port);
+	return fd;
+}
+
+/* What a failed send/recv means, for messages. */
+static const char *io_err(ssize_t r, int e)
+{
+	if (r == 0)
+		return "EOF";
+	if (e == EAGAIN)
+		return "timed out (stalled)";
+	return strerror(e);
+}
+
+void send_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	size_t off = 0;
+
+	for (int i = 0; off < n && i < 100000000; i++) {
+		ssize_t r = send(fd, p + off, n - off, MSG_NOSIGNAL);
+		int e = errno;
+
+		if (r < 0 && e == EINTR)
+			continue;
+		cr_assert(r > 0, "send after %zu of %zu bytes: %s%s", off, n, io_err(r, e),
+			  fwd_note());
+		off += (size_t)r;
+	}
+}
+
+void send_gen(int fd, uint64_t seed, uint64_t len)
+{
+	unsigned char *buf = malloc(CHUNK);
+	struct gen g;
+
+	cr_assert(buf != NULL, "malloc failed");
+	gen_init(&g, seed);
+	while (len > 0) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+
+		gen_fill(&g, buf, n);
+		send_all(fd, buf, n);
+		len -= n;
+	}
+	free(buf);
+}
+
+void recv_exact(int fd, void *buf, size_t n)
+{
+	char *p = buf;
+	size_t off = 0;
+
+	for (int i = 0; off < n && i < 100000000; i++) {
+		ssize_t r = recv(fd, p + off, n - off, 0);
+		int e = errno;
+
+		if (r < 0 && e == EINTR)
+			continue;
+		cr_assert(r > 0, "recv after %zu of %zu bytes: %s%s", off, n, io_err(r, e),
+			  fwd_note());
+		off += (size_t)r;
+	}
+}
+
+uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max)
+{
+	unsigned char *buf = malloc(CHUNK);
+	uint64_t total = 0, h = HASH_INIT;
+
+	cr_assert(buf != NULL, "malloc failed");
+	for (uint64_t i = 0; i <= max; i++) {
+		ssize_t r = recv(fd, buf, CHUNK, 0);
+		int e = errno;
+
+		if (r < 0 && e == EINTR)
+			continue;
+		cr_assert(r >= 0, "recv after %llu bytes: %s (no EOF)%s", (unsigned long long)total,
+			  io_err(r, e), fwd_note());
+		if (r == 0)
+			break;
+		h = hash_update(h, buf, (size_t)r);
+		total += (uint64_t)r;
+		cr_assert(total <= max, "more than the %llu bytes expected",
+			  (unsigned long long)max);
+	}
+	free(buf);
+	*hash = h;
+	return total;
+}
+
+void recv_expect_eof(int fd)
+{
+	char c;
+	ssize_t r;
+	int e;
+
+	do {
+		r = recv(fd, &c, 1, 0);
+		e = errno;
+	} while (r < 0 && e == EINTR);
+	cr_assert(r == 0, "expected EOF, got %s%s", r > 0 ? "more data" : io_err(r, e), fwd_note());
+}
+
+void recv_expect_reset(int fd, int ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+	size_t got = 0;
+	char buf[4096];
+
+	for (int i = 0; i < 100000; i++) {
+		uint64_t now = now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, now >= deadline ? 0 : (int)(deadline - now));
+		ssize_t r;
+		int e;
+
+		if (pr < 0 && errno == EINTR)
+			continue;
+		sys_assert(pr >= 0, "poll");
+		cr_assert(pr > 0, "no reset within %d ms (%zu bytes received)%s", ms, got,
+			  fwd_note());
+		r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		e = errno;
+		if (r > 0) {
+			got += (size_t)r;
+			cr_assert(got < 1024 * 1024, "data instead of a reset");
+			continue;
+		}
+		if (r < 0 && (e == EINTR || e == EAGAIN))
+			continue;
+		cr_assert(r != 0, "orderly EOF after %zu bytes where ECONNRESET was expected%s",
+			  got, fwd_note());
+		cr_assert(e == ECONNRESET, "recv: %s, expected ECONNRESET%s", strerror(e),
+			  fwd_note());
+		return;
+	}
+	cr_assert_fail("no reset within %d ms", ms);
+}
+
+void close_rst(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+void echo_roundtrip(int fd, uint64_t seed, size_t n)
+{
+	unsigned char *buf = malloc(n);
+	struct gen g;
+
+	cr_assert(buf != NULL && n <= 256 * 1024, "echo_roundtrip: bad size %zu", n);
+	gen_init(&g, seed);
+	gen_fill(&g, buf, n);
+	send_all(fd, buf, n);
+	memset(buf, 0, n);
+	recv_exact(fd, buf, n);
+	cr_assert(hash_update(HASH_INIT, buf, n) == gen_hash(seed, n),
+		  "echo of %zu bytes (seed %llu) differs from what was sent", n,
+		  (unsigned long long)seed);
+	free(buf);
+}
+
+void echo_once(int family, int port, uint64_t seed, size_t n)
+{
+	int fd = tcp_connect(family, port);
+
+	echo_roundtrip(fd, seed, n);
+	close(fd);
+}
+
+/* Receive exactly n bytes before deadline; 0 or -errno. */
+static int recv_exact_try(int fd, unsigned char *buf, size_t n, uint64_t deadline)
+{
+	size_t off = 0;
+
+	for (int i = 0; off < n && i < 1000000; i++) {
+		uint64_t now = now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, now >= deadline ? 0 : (int)(deadline - now));
+		ssize_t r;
+
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return pr < 0 ? -errno : -ETIMEDOUT;
+		r = recv(fd, buf + off, n - off, MSG_DONTWAIT);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EPIPE;
+		off += (size_t)r;
+	}
+	return off == n ? 0 : -ETIMEDOUT;
+}
+
+int echo_try(int family, int port, uint64_t seed, size_t n, int ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+	unsigned char *buf = malloc(n);
+	struct gen g;
+	int fd, r;
+
+	cr_assert(buf != NULL, "malloc failed");
+	fd = tcp_connect_try(family, port);
+	if (fd < 0) {
+		free(buf);
+		return fd;
+	}
+	gen_init(&g, seed);
+	gen_fill(&g, buf, n);
+	r = send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -EIO;
+	if (r == 0)
+		r = recv_exact_try(fd, buf, n, deadline);
+	if (r == 0 && hash_update(HASH_INIT, buf, n) != gen_hash(seed, n))
+		r = -EIO;
+	close(fd);
+	free(buf);
+	return r;
+}
+
+/* ---- sender thread (no assertions off the test thread) ---- */
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	unsigned char *buf = malloc(CHUNK);
+	struct gen g;
+
+	if (buf == NULL) {
+		s->err = ENOMEM;
+		return NULL;
+	}
+	gen_init(&g, s->seed);
+	while (s->sent < s->len && s->err == 0) {
+		size_t n = s->len - s->sent < CHUNK ? (size_t)(s->len - s->sent) : CHUNK;
+		size_t off = 0;
+
+		gen_fill(&g, buf, n);
+		for (int i = 0; off < n && i < 1000000; i++) {
+			ssize_t r = send(s->fd, buf + off, n - off, MSG_NOSIGNAL);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				s->err = r < 0 ? errno : EIO;
+				break;
+			}
+			off += (size_t)r;
+			s->sent += (uint64_t)r;
+		}
+	}
+	if (s->err == 0 && s->shut && shutdown(s->fd, SHUT_WR) < 0)
+		s->err = errno;
+	free(buf);
+	return NULL;
+}
+
+void sender_start(struct sender *s, int fd, uint64_t seed, uint64_t len, int shut)
+{
+	int e;
+
+	memset(s, 0, sizeof(*s));
+	s->fd = fd;
+	s->seed = seed;
+	s->len = len;
+	s->shut = shut;
+	e = pthread_create(&s->th, NULL, sender_main, s);
+	cr_assert(e == 0, "pthread_create: %s", strerror(e));
+}
+
+void sender_join(struct sender *s)
+{
+	int e = pthread_join(s->th, NULL);
+
+	cr_assert(e == 0, "pthread_join: %s", strerror(e));
+	cr_assert(s->err == 0, "sending failed after %llu of %llu bytes: %s",
+		  (unsigned long long)s->sent, (unsigned long long)s->len,
+		  s->err == EAGAIN ? "stalled (timeout)" : strerror(s->err));
+	cr_assert(s->sent == s->len, "sent %llu of %llu bytes", (unsigned long long)s->sent,
+		  (unsigned long long)s->len);
+}
+
+/* ---- upstream servers (no assertions off the test thread) ---- */
+
+struct srv_conn {
+	struct srv *srv;
+	int fd;
+	enum srv_kind kind;
+	uint64_t len;
+	uint64_t seed;
+};
+
+/* send() everything; 0 or -1. */
+static int srv_send_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	size_t off = 0;
+
+	for (int i = 0; off < n && i < 1000000; i++) {
+		ssize_t r = send(fd, p + off, n - off, MSG_NOSIGNAL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return off == n ? 0 : -1;
+}
+
+/* Echo until EOF or an error; count how connections that carried data ended. */
+static void srv_echo(struct srv *s, int fd, unsigned char *buf)
+{
+	for (uint64_t total = 0; total < SRV_MAX_BYTES;) {
+		ssize_t r = recv(fd, buf, CHUNK, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0 && total > 0)
+			atomic_fetch_add(&s->eofs, 1);
+		if (r > 0 && srv_send_all(fd, buf, (size_t)r) == 0) {
+			total += (uint64_t)r;
+			continue;
+		}
+		if (r != 0 && total > 0 && (errno == ECONNRESET || errno == EPIPE))
+			atomic_fetch_add(&s->resets, 1);
+		return;
+	}
+}
+
+static void srv_source(int fd, unsigned char *buf, uint64_t len, uint64_t seed)
+{
+	struct gen g;
+
+	gen_init(&g, seed);
+	while (len > 0) {
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+
+		gen_fill(&g, buf, n);
+		if (srv_send_all(fd, buf, n) < 0)
+			return;
+		len -= n;
+	}
+}
+
+/* Read to EOF, then reply with what was read and a payload derived from it. */
+static void srv_halfclose(int fd, unsigned char *buf, uint64_t len)
+{
+	uint64_t total = 0, h = HASH_INIT;
+	struct halfclose_hdr hdr;
+
+	for (int i = 0; total < SRV_MAX_BYTES && i < 100000000; i++) {
+		ssize_t r = recv(fd, buf, CHUNK, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return;
+		if (r == 0)
+			break;
+		h = hash_update(h, buf, (size_t)r);
+		total += (uint64_t)r;
+	}
+	hdr.len = htole64(total);
+	hdr.hash = htole64(h);
+	if (srv_send_all(fd, &hdr, sizeof(hdr)) < 0)
+		return;
+	srv_source(fd, buf, len, halfclose_seed(h, total));
+}
+
+static void *srv_conn_main(void *arg)
+{
+	struct srv_conn *c = arg;
+	struct srv *s = c->srv;
+	unsigned char *buf = malloc(CHUNK);
+	struct timeval tv = { .tv_sec = SRV_IO_TIMEOUT_MS / 1000 };
+	int rst = 0;
+
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (buf != NULL) {
+		switch (c->kind) {
+		case SRV_ECHO:
+			srv_echo(c->srv, c->fd, buf);
+			break;
+		case SRV_SOURCE:
+			srv_source(c->fd, buf, c->len, c->seed);
+			break;
+		case SRV_HALFCLOSE:
+			srv_halfclose(c->fd, buf, c->len);
+			break;
+		case SRV_RST: {
+			ssize_t r;
+
+			do
+				r = recv(c->fd, buf, 64, 0);
+			while (r < 0 && errno == EINTR);
+			rst = r > 0;
+			break;
+		}
+		}
+	}
+	if (rst)
+		close_rst(c->fd);
+	else
+		close(c->fd);
+	free(buf);
+	free(c);
+	atomic_fetch_sub(&s->active, 1);
+	return NULL;
+}
+
+static void *srv_accept_main(void *arg)
+{
+	struct srv *s = arg;
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, SRV_STACK);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	for (int i = 0; i < 10000000; i++) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		struct srv_conn *c;
+		pthread_t th;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				atomic_fetch_add(&s->failures, 1);
+				sleep_ms(10);
+				continue;
+			}
+			break; /* EINVAL after srv_stop's shutdown */
+		}
+		atomic_fetch_add(&s->accepted, 1);
+		c = malloc(sizeof(*c));
+		if (c == NULL) {
+			atomic_fetch_add(&s->failures, 1);
+			close_rst(fd);
+			continue;
+		}
+		*c = (struct srv_conn){
+			.srv = s, .fd = fd, .kind = s->kind, .len = s->len, .seed = s->seed
+		};
+		atomic_fetch_add(&s->active, 1);
+		if (pthread_create(&th, &attr, srv_conn_main, c) != 0) {
+			atomic_fetch_sub(&s->active, 1);
+			atomic_fetch_add(&s->failures, 1);
+			close_rst(fd);
+			free(c);
+		}
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+void srv_start(struct srv *s, int family, enum srv_kind kind, uint64_t len, uint64_t seed)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = loop_sockaddr(&ss, family, 0);
+	int e;
+
+	memset(s, 0, sizeof(*s));
+	s->family = family;
+	s->kind = kind;
+	s->len = len;
+	s->seed = seed;
+	s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sys_assert(s->lfd >= 0, "socket");
+	sys_assert(bind(s->lfd, (struct sockaddr *)&ss, slen) == 0, "bind");
+	sys_assert(listen(s->lfd, 4096) == 0, "listen");
+	s->port = sock_port(s->lfd);
+	e = pthread_create(&s->th, NULL, srv_accept_main, s);
+	cr_assert(e == 0, "pthread_create: %s", strerror(e));
+}
+
+void srv_stop(struct srv *s)
+{
+	uint64_t deadline = now_ms() + E2E_EXIT_MS;
+	int e;
+
+	/* On Linux, shutdown() of a listening socket wakes accept() with EINVAL. */
+	sys_assert(shutdown(s->lfd, SHUT_RDWR) == 0, "shutdown listener");
+	e = pthread_join(s->th, NULL);
+	cr_assert(e == 0, "pthread_join: %s", strerror(e));
+	close(s->lfd);
+	s->lfd = -1;
+	/* Connection threads use *s: wait for them (their peers are gone by now). */
+	for (int i = 0; i < 100000 && atomic_load(&s->active) > 0; i++) {
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(5);
+	}
+	cr_assert(atomic_load(&s->active) == 0,
+		  "%d upstream connections still open %d ms after the forwarder stopped",
+		  atomic_load(&s->active), E2E_EXIT_MS);
+}
+
+char *srv_addr(const struct srv *s, char *buf, size_t len)
+{
+	return loop_addr(buf, len, s->family, s->port);
+}
