@@ -42,7 +42,7 @@
 #include "sockfwd/worker.h"
 
 #define UR_SQ_ENTRIES 1024
-#define UR_NBUFS      512 /* provided buffers per worker: a power of two */
+#define UR_NBUFS      128 /* provided buffers per worker, a power of two: 8 MiB at 64 KiB */
 #define UR_BGID	      0
 #define UR_HIGH	      4 /* buffers queued per direction before recv pauses */
 
