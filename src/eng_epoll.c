@@ -13,12 +13,18 @@
  * Write what the buffer holds, then read again, until a socket would
  * block. A buffer left empty goes back to the pool, so an idle
  * connection holds none.
+ *
+ * A short recv means TCP's receive queue was empty at that moment, and
+ * any byte arriving later raises a new edge, so the read that could only
+ * answer EAGAIN is skipped (as nginx does). Not once the socket reported
+ * RDHUP: a FIN that came before the read raises no further edge, so the
+ * socket is then read until EOF.
  */
 int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
 {
 	struct rx_dir *dir = &x->d[d];
-	int src = x->c.fd[d], dst = x->c.fd[!d];
-	uint32_t budget = RX_BUDGET;
+	int src = x->c.fd[d], dst = x->c.fd[!d], drained = 0;
+	uint32_t budget = RX_BUDGET, want;
 	ssize_t n;
 
 	for (;;) {
@@ -32,7 +38,7 @@ int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
 			}
 			sf_conn_count(&x->c, d, (uint64_t)n, 0);
 		}
-		if (x->c.flags & SF_CONN_EOF(d))
+		if ((x->c.flags & SF_CONN_EOF(d)) || drained)
 			break;
 		if (budget == 0)
 			return RX_MORE;
@@ -40,9 +46,11 @@ int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
 			x->err_side = d;
 			return -ENOMEM;
 		}
+		want = dir->buf->cap - dir->buf->off - dir->buf->len;
 		n = sf_buf_read(dir->buf, src);
 		if (n > 0) {
 			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
+			drained = (uint32_t)n < want && !x->hup[d];
 		} else if (n == 0) {
 			sf_conn_eof(&x->c, d);
 		} else if (n == -EAGAIN) {

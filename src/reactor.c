@@ -225,6 +225,9 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 {
 	if (x->dead)
 		return;
+	/* Recorded even while connecting: a FIN seen now raises no later edge. */
+	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		x->hup[side] = 1;
 	if (x->connecting) {
 		/* Client edges wait: its bytes are read once the upstream is up. */
 		if (side == SF_UPSTREAM && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -233,7 +236,12 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		rx_pump(l, x, side);
-	if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+	/*
+	 * An input edge reports EPOLLOUT too whenever the socket is writable,
+	 * so writability alone only matters to a direction holding bytes it
+	 * could not write; an empty one is woken by its source's input edge.
+	 */
+	if ((ev & (EPOLLHUP | EPOLLERR)) || ((ev & EPOLLOUT) && !rx_dir_empty(&x->d[!side])))
 		rx_pump(l, x, !side);
 }
 

@@ -44,6 +44,7 @@ struct rx_conn {
 	uint8_t dead;
 	uint8_t queued;
 	uint8_t more[2]; /* direction stopped by its budget */
+	uint8_t hup[2];	 /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
 	int8_t err_side; /* side whose call failed, for the close line */
 };
 
