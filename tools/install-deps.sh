@@ -6,7 +6,7 @@
 # Profiles: build  compiler, libc headers, make, pkg-config
 #           test   build + Criterion
 #           uring  liburing (for `make URING=1`)
-#           bench  iperf3, haproxy, nginx with its stream module, socat, gnuplot
+#           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
 #
 # With --check, install nothing: exit 0 if every package of the profiles is
@@ -25,7 +25,7 @@ pkgs_for() {
 	build) echo "gcc libc6-dev make pkg-config" ;;
 	test) echo "$(pkgs_for build) libcriterion-dev" ;;
 	uring) echo "liburing-dev" ;;
-	bench) echo "iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
+	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
 	*) return 1 ;;
 	esac
