@@ -51,6 +51,8 @@ int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
 		if (n > 0) {
 			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
 			drained = (uint32_t)n < want && !x->hup[d];
+			if ((uint32_t)n == dir->buf->cap)
+				dir->full_read = 1;
 		} else if (n == 0) {
 			sf_conn_eof(&x->c, d);
 		} else if (n == -EAGAIN) {

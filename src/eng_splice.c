@@ -14,6 +14,15 @@
  * - EINVAL means splice is refused for these descriptors: that direction
  *   falls back to a userspace buffer for good. When no pipe can be had
  *   (descriptors or the pool exhausted) it uses a buffer until drained.
+ *
+ * Small messages go through a buffer, as HAProxy's splice-auto does: for
+ * 64 bytes, recv+send is two calls where splice needs three (in, out, and
+ * one more read, since a short splice can mean "pipe out of slots" rather
+ * than "socket empty"). A direction starts on a buffer and moves to splice
+ * once a read fills the whole buffer (bulk); a splice burst of less than
+ * SP_SMALL bytes sends it back. Modes change only while the direction
+ * holds no bytes, so order is kept; bytes moved either way are counted
+ * apart (spliced=), so the share is always visible.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +30,9 @@
 #include "reactor.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/worker.h"
+
+/* A splice burst moving less than this goes back to a buffer. */
+#define SP_SMALL 4096u
 
 /* splice without EINTR, as a byte count or -errno. */
 static ssize_t sp_splice(int in, int out, size_t len)
@@ -56,15 +68,20 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 {
 	struct rx_dir *dir = &x->d[d];
 	int src = x->c.fd[d], dst = x->c.fd[!d];
-	uint32_t budget = RX_BUDGET;
+	uint32_t budget = RX_BUDGET, moved = 0;
 	ssize_t n;
 
 	if (dir->mode != RX_SPLICE) {
 		int rc = sf_rx_pump_buf(l, x, d);
 
-		/* A burst fallback that drained goes back to splicing. */
-		if (dir->mode == RX_BUF_BURST && dir->buf == NULL)
+		if (rc < 0 || (dir->buf != NULL && !sf_buf_empty(dir->buf)))
+			return rc;
+		/* Empty: a burst fallback retries splice, bulk moves to it. */
+		if (dir->mode == RX_BUF_BURST || (dir->mode == RX_BUF_SMALL && dir->full_read)) {
+			sf_rx_dir_release(l, dir);
 			dir->mode = RX_SPLICE;
+			dir->full_read = 0;
+		}
 		return rc;
 	}
 	for (;;) {
@@ -79,6 +96,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 			n = sp_splice(src, dir->pipe->wfd, dir->pipe->cap - dir->inpipe);
 			if (n > 0) {
 				dir->inpipe += (uint32_t)n;
+				moved += (uint32_t)n;
 				budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
 			} else if (n == 0) {
 				sf_conn_eof(&x->c, d);
@@ -117,6 +135,8 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		}
 	}
 	sf_rx_dir_release(l, dir);
+	if (moved < SP_SMALL)
+		dir->mode = RX_BUF_SMALL;
 	return RX_WAIT;
 }
 

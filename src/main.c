@@ -142,7 +142,6 @@ int main(int argc, char **argv)
 	}
 
 	/* Stop accepting, close, and be gone within a second. */
-	log_totals(workers, started);
 	for (i = 0; i < started; i++)
 		cfg.engine->stop(&workers[i]);
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -153,6 +152,8 @@ int main(int argc, char **argv)
 	}
 	for (i = 0; i < started; i++)
 		stuck |= join_until(&workers[i], &deadline);
+	/* After the joins, so connections closed by the stop count too. */
+	log_totals(workers, started);
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)
 		exit(status);

@@ -185,7 +185,7 @@ static void rx_conn_new(struct rx_loop *l, int fd, const struct sf_sockaddr *pee
 	if (l->all != NULL)
 		l->all->all_prev = x;
 	l->all = x;
-	x->d[0].mode = x->d[1].mode = (l->pump == sf_rx_pump_buf) ? RX_BUF : RX_SPLICE;
+	x->d[0].mode = x->d[1].mode = (l->pump == sf_rx_pump_buf) ? RX_BUF : RX_BUF_SMALL;
 	if (rx_add_sock(l, x, SF_CLIENT) < 0) {
 		rx_kill(l, x, "epoll_ctl", -errno, 1);
 		return;

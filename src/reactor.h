@@ -20,8 +20,9 @@ struct sf_worker;
 
 enum rx_mode {
 	RX_SPLICE = 0, /* socket -> pipe -> socket */
-	RX_BUF,	       /* userspace buffer, for good (splice refused) */
+	RX_BUF,	       /* userspace buffer, for good (epoll engine; splice refused) */
 	RX_BUF_BURST,  /* userspace buffer until drained (no pipe to be had) */
+	RX_BUF_SMALL,  /* small messages: a buffer until a read fills it */
 };
 
 /* Pump results. */
@@ -32,6 +33,7 @@ struct rx_dir {
 	struct sf_pipe *pipe; /* lent while bytes are in flight */
 	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
 	uint8_t mode;	      /* enum rx_mode */
+	uint8_t full_read;    /* the buffered pump filled its whole buffer */
 };
 
 struct rx_conn {
