@@ -110,6 +110,31 @@ ENGINE_TEST(transfer, small_request_then_fin, 60)
 	srv_stop(&s);
 }
 
+/*
+ * Small and bulk messages in turn on one connection: the splice engine
+ * moves a direction between a buffer and a pipe as sizes change, and the
+ * bytes must keep their order across every switch.
+ */
+ENGINE_TEST(transfer, mixed_sizes_one_connection, 60)
+{
+	static const size_t sizes[] = { 7,   200000, 64,    131072, 1,	  256 * 1024,
+					100, 65536,  65535, 3,	    4096, 4097 };
+	struct srv s;
+	struct fwd f;
+	uint64_t seed = 1;
+	int fd;
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	fwd_start_srv(&f, engine, &s);
+	fd = tcp_connect(AF_INET, f.port);
+	for (int round = 0; round < 5; round++)
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+			echo_roundtrip(fd, seed++, sizes[i]);
+	close(fd);
+	fwd_stop(&f);
+	srv_stop(&s);
+}
+
 /* Upstream writes 16 MiB and closes at once: every byte, then EOF. */
 ENGINE_TEST(transfer, upstream_close_after_write, 60)
 {
