@@ -20,7 +20,7 @@ SRC_LIB := src/addr.c src/buf.c src/conn.c src/engine.c src/log.c src/net.c src/
            src/pipepool.c src/reactor.c src/eng_epoll.c src/eng_splice.c src/eng_naive.c \
            src/worker.c
 ifeq ($(URING),1)
-SRC_LIB       += src/eng_uring.c
+SRC_LIB       += src/eng_uring.c src/uring_bufs.c
 CPPFLAGS_BASE += -DSF_HAVE_URING
 LDLIBS_BASE   += -luring
 endif

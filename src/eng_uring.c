@@ -9,9 +9,8 @@
  * is the shared non-blocking connect, completed by a poll on the ring.
  *
  * Notes that shaped it:
- * - liburing 2.3 (Debian 12) lacks io_uring_setup_buf_ring: the ring is
- *   page-aligned memory registered with io_uring_register_buf_ring, which
- *   is what later versions do inside that helper.
+ * - The buffer ring and the queues of received buffers are uring_bufs.c
+ *   (liburing 2.3, Debian 12's, lacks io_uring_setup_buf_ring: see there).
  * - Sockets are switched to blocking once connected: on O_NONBLOCK files
  *   some kernels complete recv with -EAGAIN instead of waiting.
  * - Backpressure: when a direction holds UR_HIGH buffers not yet sent,
@@ -31,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +37,7 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
+#include "sockfwd/uring_bufs.h"
 #include "sockfwd/worker.h"
 
 #define UR_SQ_ENTRIES 1024
@@ -50,9 +49,7 @@
 enum ur_op { UR_ACCEPT = 1, UR_STOP, UR_TIMER, UR_CONNECT, UR_RECV, UR_SEND, UR_CANCEL };
 
 struct ur_dir {
-	int head, tail;	  /* queue of buffer ids received, not yet sent; -1 empty */
-	uint32_t off;	  /* bytes of the head already sent */
-	unsigned nqueued; /* buffers in the queue */
+	struct sf_ubufq q; /* received, not yet sent */
 	uint8_t recv_armed;
 	uint8_t cancel_sent;
 	uint8_t send_armed;
@@ -70,19 +67,10 @@ struct ur_conn {
 	uint8_t on_starved;
 };
 
-struct ur_chunk {
-	int next;
-	uint32_t len;
-};
-
 struct ur_loop {
 	struct sf_worker *w;
 	struct io_uring ring;
-	struct io_uring_buf_ring *br;
-	size_t br_bytes;
-	char *bufs;
-	size_t bufsize, bufs_bytes;
-	struct ur_chunk chunks[UR_NBUFS];
+	struct sf_ubufs bufs;
 	struct ur_conn *all;
 	struct ur_conn *starved;
 	struct __kernel_timespec pause;
@@ -104,16 +92,6 @@ static struct io_uring_sqe *ur_sqe(struct ur_loop *l)
 		sqe = io_uring_get_sqe(&l->ring);
 	}
 	return sqe;
-}
-
-static char *ur_buf(struct ur_loop *l, int bid) { return l->bufs + (size_t)bid * l->bufsize; }
-
-/* Hand buffer bid back to the kernel's ring. */
-static void ur_buf_return(struct ur_loop *l, int bid)
-{
-	io_uring_buf_ring_add(l->br, ur_buf(l, bid), (unsigned)l->bufsize, (unsigned short)bid,
-			      io_uring_buf_ring_mask(UR_NBUFS), 0);
-	io_uring_buf_ring_advance(l->br, 1);
 }
 
 static int ur_arm_accept(struct ur_loop *l)
@@ -163,7 +141,7 @@ static void ur_cancel(struct ur_loop *l, struct ur_conn *x, enum ur_op op, int s
  */
 static void ur_close(struct ur_loop *l, struct ur_conn *x, const char *reason, int err, int reset)
 {
-	int d, bid;
+	int d;
 
 	if (x->closed)
 		return;
@@ -175,16 +153,8 @@ static void ur_close(struct ur_loop *l, struct ur_conn *x, const char *reason, i
 			ur_cancel(l, x, UR_RECV, d);
 		if (dir->send_armed)
 			ur_cancel(l, x, UR_SEND, d);
-		bid = dir->head;
-		if (bid >= 0 && dir->send_armed)
-			bid = l->chunks[bid].next; /* the send's CQE returns the head */
-		while (bid >= 0) {
-			int next = l->chunks[bid].next;
-
-			ur_buf_return(l, bid);
-			bid = next;
-		}
-		dir->head = dir->send_armed ? dir->head : -1;
+		/* The head of a send in flight goes back when that send completes. */
+		sf_ubufq_release(&l->bufs, &dir->q, dir->send_armed);
 	}
 	if (x->connecting)
 		ur_cancel(l, x, UR_CONNECT, SF_UPSTREAM);
@@ -207,7 +177,7 @@ static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
 	struct io_uring_sqe *sqe;
 
 	if (x->closed || x->connecting || dir->recv_armed || dir->starved ||
-	    (x->c.flags & SF_CONN_EOF(d)) || dir->nqueued >= UR_HIGH)
+	    (x->c.flags & SF_CONN_EOF(d)) || dir->q.n >= UR_HIGH)
 		return;
 	sqe = ur_sqe(l);
 	if (sqe == NULL) {
@@ -227,9 +197,10 @@ static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
 {
 	struct ur_dir *dir = &x->d[d];
 	struct io_uring_sqe *sqe;
-	int bid = dir->head;
+	uint32_t len;
+	char *p;
 
-	if (x->closed || dir->send_armed || bid < 0)
+	if (x->closed || dir->send_armed || sf_ubufq_peek(&l->bufs, &dir->q, &p, &len) < 0)
 		return;
 	sqe = ur_sqe(l);
 	if (sqe == NULL) {
@@ -237,8 +208,7 @@ static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
 		return;
 	}
 	/* MSG_WAITALL: the kernel retries short sends on stream sockets itself. */
-	io_uring_prep_send(sqe, x->c.fd[!d], ur_buf(l, bid) + dir->off,
-			   l->chunks[bid].len - dir->off, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_prep_send(sqe, x->c.fd[!d], p, len, MSG_NOSIGNAL | MSG_WAITALL);
 	io_uring_sqe_set_data64(sqe, ud(x, UR_SEND, d));
 	dir->send_armed = 1;
 	x->inflight++;
@@ -247,7 +217,7 @@ static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
 /* Every byte of d before its FIN is sent: pass the FIN on. */
 static void ur_maybe_shut(struct ur_loop *l, struct ur_conn *x, int d)
 {
-	if (!x->closed && (x->c.flags & SF_CONN_EOF(d)) && x->d[d].head < 0 &&
+	if (!x->closed && (x->c.flags & SF_CONN_EOF(d)) && x->d[d].q.n == 0 &&
 	    !(x->c.flags & SF_CONN_SHUT(d)) && sf_conn_shut(&x->c, d))
 		ur_close(l, x, "eof", 0, 0);
 }
@@ -288,19 +258,12 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 		int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 
 		if (x->closed) {
-			ur_buf_return(l, bid);
+			sf_ubufs_drop(&l->bufs, bid);
 			goto out;
 		}
-		l->chunks[bid].len = (uint32_t)res;
-		l->chunks[bid].next = -1;
-		if (dir->head >= 0)
-			l->chunks[dir->tail].next = bid;
-		else
-			dir->head = bid;
-		dir->tail = bid;
-		dir->nqueued++;
+		sf_ubufq_push(&l->bufs, &dir->q, bid, (uint32_t)res);
 		ur_arm_send(l, x, d);
-		if (dir->recv_armed && !dir->cancel_sent && dir->nqueued >= UR_HIGH) {
+		if (dir->recv_armed && !dir->cancel_sent && dir->q.n >= UR_HIGH) {
 			ur_cancel(l, x, UR_RECV, d);
 			dir->cancel_sent = 1;
 		}
@@ -330,30 +293,19 @@ out:
 static void ur_on_send(struct ur_loop *l, struct ur_conn *x, int d, int res)
 {
 	struct ur_dir *dir = &x->d[d];
-	int bid = dir->head;
 
 	dir->send_armed = 0;
 	if (x->closed || res <= 0) {
 		/* The head was kept for this completion: now it can go back. */
-		dir->head = l->chunks[bid].next;
-		ur_buf_return(l, bid);
+		sf_ubufq_release(&l->bufs, &dir->q, 0);
 		if (!x->closed)
 			ur_fail(l, x, !d, res < 0 ? res : -EPIPE);
 		ur_put(l, x);
 		return;
 	}
 	sf_conn_count(&x->c, d, (uint64_t)res, 0);
-	dir->off += (uint32_t)res;
-	if (dir->off == l->chunks[bid].len) {
-		dir->off = 0;
-		dir->head = l->chunks[bid].next;
-		if (dir->head < 0)
-			dir->tail = -1;
-		dir->nqueued--;
-		ur_buf_return(l, bid);
-		if (l->starved != NULL)
-			ur_wake_starved(l);
-	}
+	if (sf_ubufq_sent(&l->bufs, &dir->q, (uint32_t)res) && l->starved != NULL)
+		ur_wake_starved(l);
 	ur_arm_send(l, x, d);
 	ur_arm_recv(l, x, d);
 	ur_maybe_shut(l, x, d);
@@ -445,7 +397,8 @@ static void ur_on_accept(struct ur_loop *l, struct io_uring_cqe *cqe)
 	    getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) < 0)
 		memset(&peer, 0, sizeof(peer));
 	sf_conn_init(&x->c, l->w, fd, &peer);
-	x->d[0].head = x->d[0].tail = x->d[1].head = x->d[1].tail = -1;
+	sf_ubufq_init(&x->d[0].q);
+	sf_ubufq_init(&x->d[1].q);
 	x->all_next = l->all;
 	if (l->all != NULL)
 		l->all->all_prev = x;
@@ -498,46 +451,6 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
-/*
- * Register the provided buffer ring by hand, as liburing >= 2.4's
- * io_uring_setup_buf_ring does. Returns 0 or -errno.
- */
-static int ur_setup_bufs(struct ur_loop *l)
-{
-	struct io_uring_buf_reg reg;
-	int i, rc;
-
-	l->br_bytes = UR_NBUFS * sizeof(struct io_uring_buf);
-	l->br = mmap(NULL, l->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (l->br == MAP_FAILED)
-		return -errno;
-	l->bufs_bytes = (size_t)UR_NBUFS * l->bufsize;
-	l->bufs = mmap(NULL, l->bufs_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		       0);
-	if (l->bufs == MAP_FAILED) {
-		rc = -errno;
-		goto fail_br;
-	}
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)l->br;
-	reg.ring_entries = UR_NBUFS;
-	reg.bgid = UR_BGID;
-	rc = io_uring_register_buf_ring(&l->ring, &reg, 0);
-	if (rc < 0)
-		goto fail_bufs;
-	io_uring_buf_ring_init(l->br);
-	for (i = 0; i < UR_NBUFS; i++)
-		io_uring_buf_ring_add(l->br, ur_buf(l, i), (unsigned)l->bufsize, (unsigned short)i,
-				      io_uring_buf_ring_mask(UR_NBUFS), i);
-	io_uring_buf_ring_advance(l->br, UR_NBUFS);
-	return 0;
-fail_bufs:
-	munmap(l->bufs, l->bufs_bytes);
-fail_br:
-	munmap(l->br, l->br_bytes);
-	return rc;
-}
-
 /* A ring with the cheapest task-running mode this kernel takes. */
 static int ur_ring_init(struct io_uring *ring, unsigned entries)
 {
@@ -573,12 +486,11 @@ static int ur_run(struct sf_worker *w)
 	if (l == NULL)
 		return -ENOMEM;
 	l->w = w;
-	l->bufsize = w->cfg->buffer_size;
 	/* Created in the worker thread: SINGLE_ISSUER binds it to this thread. */
 	rc = ur_ring_init(&l->ring, UR_SQ_ENTRIES);
 	if (rc < 0)
 		goto fail_l;
-	rc = ur_setup_bufs(l);
+	rc = sf_ubufs_init(&l->bufs, &l->ring, UR_NBUFS, w->cfg->buffer_size, UR_BGID);
 	if (rc < 0)
 		goto fail_ring;
 	sqe = ur_sqe(l);
@@ -609,8 +521,7 @@ static int ur_run(struct sf_worker *w)
 		l->all = x->all_next;
 		free(x);
 	}
-	munmap(l->bufs, l->bufs_bytes);
-	munmap(l->br, l->br_bytes);
+	sf_ubufs_destroy(&l->bufs);
 	free(l);
 	return rc;
 fail_ring:
