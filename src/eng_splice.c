@@ -19,8 +19,9 @@
  * 64 bytes, recv+send is two calls where splice needs three (in, out, and
  * one more read, since a short splice can mean "pipe out of slots" rather
  * than "socket empty"). A direction starts on a buffer and moves to splice
- * once a read fills the whole buffer (bulk); a splice burst of less than
- * SP_SMALL bytes sends it back. Modes change only while the direction
+ * once a read fills the whole buffer (bulk); SP_STREAK splice bursts in a
+ * row of less than SP_SMALL bytes, each begun with an empty pipe, send it
+ * back. Modes change only while the direction
  * holds no bytes, so order is kept; bytes moved either way are counted
  * apart (spliced=), so the share is always visible.
  */
@@ -31,8 +32,9 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/worker.h"
 
-/* A splice burst moving less than this goes back to a buffer. */
-#define SP_SMALL 4096u
+/* SP_STREAK splice bursts in a row moving less than SP_SMALL: back to a buffer. */
+#define SP_SMALL  4096u
+#define SP_STREAK 4
 
 /* splice without EINTR, as a byte count or -errno. */
 static ssize_t sp_splice(int in, int out, size_t len)
@@ -69,6 +71,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	struct rx_dir *dir = &x->d[d];
 	int src = x->c.fd[d], dst = x->c.fd[!d];
 	uint32_t budget = RX_BUDGET, moved = 0;
+	int fresh = dir->inpipe == 0; /* not just flushing an earlier burst */
 	ssize_t n;
 
 	if (dir->mode != RX_SPLICE) {
@@ -135,8 +138,20 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		}
 	}
 	sf_rx_dir_release(l, dir);
-	if (moved < SP_SMALL)
-		dir->mode = RX_BUF_SMALL;
+	/*
+	 * Only a burst that began with an empty pipe tells the message size:
+	 * a call woken to flush the pipe reads little and means nothing. A
+	 * bulk stream also meets a nearly dry socket now and then, hence the
+	 * streak: request/response traffic makes one at once.
+	 */
+	if (fresh && moved < SP_SMALL) {
+		if (++dir->small_bursts >= SP_STREAK) {
+			dir->small_bursts = 0;
+			dir->mode = RX_BUF_SMALL;
+		}
+	} else if (moved >= SP_SMALL) {
+		dir->small_bursts = 0;
+	}
 	return RX_WAIT;
 }
 

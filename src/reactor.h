@@ -34,6 +34,7 @@ struct rx_dir {
 	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
 	uint8_t mode;	      /* enum rx_mode */
 	uint8_t full_read;    /* the buffered pump filled its whole buffer */
+	uint8_t small_bursts; /* splice bursts in a row that moved little */
 };
 
 struct rx_conn {
