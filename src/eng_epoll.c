@@ -67,7 +67,7 @@ int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
 	return RX_WAIT;
 }
 
-static int ep_run(struct sf_worker *w) { return sf_reactor_run(w, sf_rx_pump_buf); }
+static int ep_run(struct sf_worker *w) { return sf_reactor_run(w, sf_rx_pump_buf, RX_BUF); }
 
 const struct sf_engine sf_engine_epoll = {
 	.name = "epoll",

@@ -70,7 +70,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 {
 	struct rx_dir *dir = &x->d[d];
 	int src = x->c.fd[d], dst = x->c.fd[!d];
-	uint32_t budget = RX_BUDGET, moved = 0;
+	uint32_t budget = RX_BUDGET;  /* RX_BUDGET - budget: bytes read this call */
 	int fresh = dir->inpipe == 0; /* not just flushing an earlier burst */
 	ssize_t n;
 
@@ -99,7 +99,6 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 			n = sp_splice(src, dir->pipe->wfd, dir->pipe->cap - dir->inpipe);
 			if (n > 0) {
 				dir->inpipe += (uint32_t)n;
-				moved += (uint32_t)n;
 				budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
 			} else if (n == 0) {
 				sf_conn_eof(&x->c, d);
@@ -144,18 +143,18 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	 * bulk stream also meets a nearly dry socket now and then, hence the
 	 * streak: request/response traffic makes one at once.
 	 */
-	if (fresh && moved < SP_SMALL) {
+	if (fresh && RX_BUDGET - budget < SP_SMALL) {
 		if (++dir->small_bursts >= SP_STREAK) {
 			dir->small_bursts = 0;
 			dir->mode = RX_BUF_SMALL;
 		}
-	} else if (moved >= SP_SMALL) {
+	} else if (RX_BUDGET - budget >= SP_SMALL) {
 		dir->small_bursts = 0;
 	}
 	return RX_WAIT;
 }
 
-static int sp_run(struct sf_worker *w) { return sf_reactor_run(w, sp_pump); }
+static int sp_run(struct sf_worker *w) { return sf_reactor_run(w, sp_pump, RX_BUF_SMALL); }
 
 const struct sf_engine sf_engine_splice = {
 	.name = "splice",

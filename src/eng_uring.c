@@ -315,10 +315,8 @@ static void ur_on_send(struct ur_loop *l, struct ur_conn *x, int d, int res)
 /* Connected (or not): make both sockets blocking and start receiving. */
 static void ur_start(struct ur_loop *l, struct ur_conn *x)
 {
-	int fd = x->c.fd[SF_UPSTREAM];
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+	/* O_NONBLOCK is the only status flag sf_net_connect sets: clear it. */
+	if (fcntl(x->c.fd[SF_UPSTREAM], F_SETFL, 0) < 0) {
 		ur_fail(l, x, SF_UPSTREAM, -errno);
 		return;
 	}

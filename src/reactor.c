@@ -185,7 +185,7 @@ static void rx_conn_new(struct rx_loop *l, int fd, const struct sf_sockaddr *pee
 	if (l->all != NULL)
 		l->all->all_prev = x;
 	l->all = x;
-	x->d[0].mode = x->d[1].mode = (l->pump == sf_rx_pump_buf) ? RX_BUF : RX_BUF_SMALL;
+	x->d[0].mode = x->d[1].mode = l->mode;
 	if (rx_add_sock(l, x, SF_CLIENT) < 0) {
 		rx_kill(l, x, "epoll_ctl", -errno, 1);
 		return;
@@ -306,10 +306,10 @@ static void rx_teardown(struct rx_loop *l)
 	close(l->epfd);
 }
 
-int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump)
+int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode)
 {
 	struct epoll_event evs[MAX_EVENTS];
-	struct rx_loop l = { .w = w, .pump = pump };
+	struct rx_loop l = { .w = w, .pump = pump, .mode = (uint8_t)mode };
 	int i, n, stop = 0;
 
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);

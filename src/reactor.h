@@ -66,6 +66,7 @@ struct rx_loop {
 	struct sf_worker *w;
 	int epfd;
 	rx_pump_fn pump;
+	uint8_t mode; /* enum rx_mode every new direction starts in */
 	struct sf_bufpool bufs;
 	struct sf_pipepool pipes;
 	struct rx_conn *ready, *ready_tail;
@@ -74,8 +75,11 @@ struct rx_loop {
 	uint64_t accept_resume_ms; /* 0 unless accept is paused */
 };
 
-/* Run the loop of worker w with pump; returns 0 after stop or -errno. */
-int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump);
+/*
+ * Run the loop of worker w: every direction starts in mode (enum rx_mode)
+ * and moves its bytes with pump. Returns 0 after stop, or -errno.
+ */
+int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode);
 
 /* The buffered pump (eng_epoll.c), also splice's fallback. */
 int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d);

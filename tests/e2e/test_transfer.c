@@ -16,19 +16,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* 32 MiB written while the echo is read concurrently comes back intact. */
-ENGINE_TEST(transfer, echo_32m, 120)
+/*
+ * Write len bytes of seed through forwarder f (to an echo server) while
+ * reading the echo concurrently, then half-close; the echo must come back
+ * whole and intact, then EOF.
+ */
+static void echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
 {
-	const uint64_t len = 32 * MiB, seed = 1;
 	struct sender snd;
-	struct srv s;
-	struct fwd f;
 	uint64_t h, n;
-	int fd;
+	int fd = tcp_connect(AF_INET, f->port);
 
-	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
-	fwd_start_srv(&f, engine, &s);
-	fd = tcp_connect(AF_INET, f.port);
 	sender_start(&snd, fd, seed, len, 1);
 	n = recv_to_eof(fd, &h, len);
 	sender_join(&snd);
@@ -37,6 +35,17 @@ ENGINE_TEST(transfer, echo_32m, 120)
 	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
 		  (unsigned long long)len);
 	close(fd);
+}
+
+/* 32 MiB written while the echo is read concurrently comes back intact. */
+ENGINE_TEST(transfer, echo_32m, 120)
+{
+	struct srv s;
+	struct fwd f;
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	fwd_start_srv(&f, engine, &s);
+	echo_bulk(&f, 1, 32 * MiB);
 	fwd_stop(&f);
 	srv_stop(&s);
 }
@@ -50,25 +59,16 @@ ENGINE_TEST(transfer, echo_32m, 120)
  */
 ENGINE_TEST(transfer, spliced_share, 60)
 {
-	const uint64_t len = 16 * MiB, seed = 21;
+	const uint64_t len = 16 * MiB;
 	static char err[1 << 16];
 	unsigned long long c2u = 0, u2c = 0, sp_c2u = 0, sp_u2c = 0;
-	struct sender snd;
 	struct srv s;
 	struct fwd f;
-	uint64_t h, n;
 	const char *line;
-	int fd;
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	fwd_start_srv(&f, engine, &s);
-	fd = tcp_connect(AF_INET, f.port);
-	sender_start(&snd, fd, seed, len, 1);
-	n = recv_to_eof(fd, &h, len);
-	sender_join(&snd);
-	cr_assert(n == len && h == gen_hash(seed, len), "echo of %llu bytes differs",
-		  (unsigned long long)len);
-	close(fd);
+	echo_bulk(&f, 21, len);
 
 	fwd_signal_wait(&f, SIGTERM);
 	fwd_stderr(&f, err, sizeof(err));
