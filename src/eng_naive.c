@@ -32,16 +32,39 @@ struct nv_conn {
 	int reset;
 	int err;
 	const char *reason;
+	struct nv_conn *prev, *next; /* in nv_worker.conns, under its lock */
 };
 
-struct nv_arg {
-	struct nv_conn *n;
-	int d;
+/*
+ * A worker's live connections. Their threads are detached and use the
+ * worker (counters, config), so run() returns only once they are gone:
+ * on stop it shuts down their client sockets, which wakes every thread,
+ * and waits. One stuck past main's join deadline (a blocking connect to a
+ * silent host) makes main exit without freeing the workers.
+ */
+struct nv_worker {
+	pthread_mutex_t lock;
+	pthread_cond_t gone; /* live dropped to 0 */
+	struct nv_conn *conns;
+	unsigned live;
+	int stopping;
 };
 
-/* Drop one thread's reference; the last closes (or resets) both sockets. */
+static struct nv_worker *nv_of(const struct nv_conn *n) { return n->c.w->engine_state; }
+
+static int nv_stopping(const struct nv_conn *n)
+{
+	return __atomic_load_n(&nv_of(n)->stopping, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Drop one thread's reference; the last closes (or resets) both sockets,
+ * under the registry lock so that a stop never shuts down a descriptor
+ * already closed and reused.
+ */
 static void nv_put(struct nv_conn *n)
 {
+	struct nv_worker *nw = nv_of(n);
 	int last;
 
 	pthread_mutex_lock(&n->lock);
@@ -49,10 +72,20 @@ static void nv_put(struct nv_conn *n)
 	pthread_mutex_unlock(&n->lock);
 	if (!last)
 		return;
+	pthread_mutex_lock(&nw->lock);
+	if (n->prev != NULL)
+		n->prev->next = n->next;
+	else
+		nw->conns = n->next;
+	if (n->next != NULL)
+		n->next->prev = n->prev;
 	if (n->reset)
 		sf_conn_reset(&n->c, n->reason, n->err);
 	else
 		sf_conn_close(&n->c, "eof");
+	if (--nw->live == 0)
+		pthread_cond_broadcast(&nw->gone);
+	pthread_mutex_unlock(&nw->lock);
 	pthread_mutex_destroy(&n->lock);
 	free(n);
 }
@@ -136,6 +169,11 @@ static void nv_copy(struct nv_conn *n, int d)
 			nv_fail(n, d, -errno);
 			break;
 		}
+		/* The worker is stopping: wake the other thread too. */
+		if (nv_stopping(n)) {
+			nv_fail(n, d, 0);
+			break;
+		}
 		/* EOF: everything read before it has been sent. */
 		pthread_mutex_lock(&n->lock);
 		sf_conn_eof(&n->c, d);
@@ -187,6 +225,12 @@ static void *nv_conn_main(void *arg)
 		nv_put(n);
 		return NULL;
 	}
+	if (nv_stopping(n)) {
+		n->reset = 1;
+		n->reason = "shutdown";
+		nv_put(n);
+		return NULL;
+	}
 	setsockopt(n->c.fd[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(n->c.fd[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	n->refs = 2;
@@ -204,6 +248,7 @@ static void *nv_conn_main(void *arg)
 
 static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr *peer)
 {
+	struct nv_worker *nw = w->engine_state;
 	struct nv_conn *n = calloc(1, sizeof(*n));
 	int rc;
 
@@ -214,6 +259,13 @@ static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr 
 	sf_conn_init(&n->c, w, fd, peer);
 	pthread_mutex_init(&n->lock, NULL);
 	n->refs = 1;
+	pthread_mutex_lock(&nw->lock);
+	n->next = nw->conns;
+	if (nw->conns != NULL)
+		nw->conns->prev = n;
+	nw->conns = n;
+	nw->live++;
+	pthread_mutex_unlock(&nw->lock);
 	rc = nv_spawn(nv_conn_main, n);
 	if (rc < 0) {
 		sf_worker_accept_failed(w, rc);
@@ -224,12 +276,28 @@ static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr 
 	}
 }
 
+/* Wake every connection of nw and wait until their threads are gone. */
+static void nv_drain(struct nv_worker *nw)
+{
+	struct nv_conn *n;
+
+	pthread_mutex_lock(&nw->lock);
+	__atomic_store_n(&nw->stopping, 1, __ATOMIC_RELEASE);
+	/* recv on it returns 0, send EPIPE: each thread then wakes its twin. */
+	for (n = nw->conns; n != NULL; n = n->next)
+		shutdown(n->c.fd[SF_CLIENT], SHUT_RDWR);
+	while (nw->live > 0)
+		pthread_cond_wait(&nw->gone, &nw->lock);
+	pthread_mutex_unlock(&nw->lock);
+}
+
 /*
  * Accept until stopped; each connection gets its own threads. After an
  * accept failure (EMFILE...) only the stop eventfd is polled for
  * SF_ACCEPT_PAUSE_MS, so exhaustion never turns into a busy loop.
+ * Returns 0 once stop is asked, or -errno.
  */
-static int nv_run(struct sf_worker *w)
+static int nv_accept_loop(struct sf_worker *w)
 {
 	struct pollfd pfd[2] = { { .fd = w->lfd, .events = POLLIN },
 				 { .fd = w->stopfd, .events = POLLIN } };
@@ -258,6 +326,21 @@ static int nv_run(struct sf_worker *w)
 		}
 		nv_accept_one(w, fd, &peer);
 	}
+}
+
+static int nv_run(struct sf_worker *w)
+{
+	struct nv_worker nw = { .conns = NULL };
+	int rc;
+
+	pthread_mutex_init(&nw.lock, NULL);
+	pthread_cond_init(&nw.gone, NULL);
+	w->engine_state = &nw;
+	rc = nv_accept_loop(w);
+	nv_drain(&nw);
+	pthread_cond_destroy(&nw.gone);
+	pthread_mutex_destroy(&nw.lock);
+	return rc;
 }
 
 const struct sf_engine sf_engine_naive = {
