@@ -12,15 +12,16 @@ V       ?= 0
 
 Q := $(if $(filter 1,$(V)),,@)
 
-CPPFLAGS_BASE := -Iinclude -D_GNU_SOURCE
+CPPFLAGS_BASE := -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS_BASE   := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread
-LDLIBS_BASE   := -pthread
+LDLIBS_BASE   := -pthread -lconfig
 
-SRC_LIB := src/addr.c src/buf.c src/conn.c src/engine.c src/log.c src/net.c src/options.c \
-           src/pipepool.c src/reactor.c src/eng_epoll.c src/eng_splice.c src/eng_naive.c \
-           src/worker.c
+# src/core: rules, config, connections, workers; src/event: the readiness
+# loop; src/engine: one file per engine; src/policy: balancing, ACLs, PROXY.
+SRC_URING := src/engine/uring.c src/engine/uring_bufs.c
+SRC_LIB   := $(filter-out $(SRC_URING),$(wildcard src/core/*.c src/event/*.c src/engine/*.c src/policy/*.c))
 ifeq ($(URING),1)
-SRC_LIB       += src/eng_uring.c src/uring_bufs.c
+SRC_LIB       += $(SRC_URING)
 CPPFLAGS_BASE += -DSF_HAVE_URING
 LDLIBS_BASE   += -luring
 endif
@@ -42,7 +43,9 @@ B ?= build
 FLAGS_STAMP := $(B)/.flags
 
 .PHONY: bench bench-full deps-bench
-.PHONY: all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
+FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+
+.PHONY: deps-build all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -101,6 +104,10 @@ deps:
 deps-test:
 	@tools/install-deps.sh --check test >/dev/null 2>&1 || tools/install-deps.sh test
 
+$(B)/sockfwd: | deps-build
+deps-build:
+	@tools/install-deps.sh --check build >/dev/null 2>&1 || tools/install-deps.sh build
+
 # The bench suite (bench/README.md): every engine and the peers installed,
 # on the same load in one run. The load generator is tools/sfload.c.
 $(B)/sfload: tools/sfload.c $(FLAGS_STAMP)
@@ -125,7 +132,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sockfwd
 
 format:
-	clang-format -i $(wildcard src/*.c src/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build

@@ -3,7 +3,7 @@
 #
 #   tools/install-deps.sh [--check] PROFILE...
 #
-# Profiles: build  compiler, libc headers, make, pkg-config
+# Profiles: build  compiler, libc headers, make, pkg-config, libconfig (config files)
 #           test   build + Criterion
 #           uring  liburing (for `make URING=1`)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
@@ -22,7 +22,7 @@ usage() {
 
 pkgs_for() {
 	case $1 in
-	build) echo "gcc libc6-dev make pkg-config" ;;
+	build) echo "gcc libc6-dev make pkg-config libconfig-dev" ;;
 	test) echo "$(pkgs_for build) libcriterion-dev" ;;
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;

@@ -28,7 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
-#include "reactor.h"
+#include "event/reactor.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/worker.h"
 

@@ -5,7 +5,7 @@
  */
 #include <errno.h>
 
-#include "reactor.h"
+#include "event/reactor.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/worker.h"
 

@@ -17,7 +17,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "reactor.h"
+#include "event/reactor.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
 #include "sockfwd/worker.h"
