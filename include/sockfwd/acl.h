@@ -21,24 +21,37 @@ struct sf_cidr {
 
 /*
  * Parse "10.0.0.0/8", "2001:db8::/32", or a bare address (a /32 or
- * /128). Host bits set below the prefix are cleared. Returns 0, or
- * -EINVAL with a message naming the problem in err.
+ * /128). Host bits set below the prefix are cleared (10.1.2.3/8 is
+ * 10.0.0.0/8). No brackets, spaces, signs or zone ids. Returns 0, or
+ * -EINVAL with a message quoting s and naming the problem in err (err
+ * may be NULL when errlen is 0).
  */
 int sf_cidr_parse(const char *s, struct sf_cidr *out, char *err, size_t errlen);
 
-/* "10.0.0.0/8" or "2001:db8::/32" into buf; returns buf. */
+/*
+ * "10.0.0.0/8" or "2001:db8::/32" into buf, always with the prefix ("::1/128");
+ * blocks inside ::ffff:0:0/96 print in IPv4 form, the rest (::/0 included)
+ * in IPv6 form. sf_cidr_parse reads the result back as the same block
+ * (host bits cleared, as sf_cidr_parse leaves them).
+ * Truncated to fit len (INET6_ADDRSTRLEN + 4 always fits); returns buf.
+ */
 char *sf_cidr_format(const struct sf_cidr *c, char *buf, size_t len);
 
 struct sf_cidrset;
 
 /*
- * A matcher for n blocks (copied; overlaps allowed). Returns it, or NULL
- * with errno ENOMEM. n may be 0: nothing matches.
+ * A matcher for n blocks (copied; overlaps, nesting and duplicates
+ * allowed). Returns it, or NULL with errno ENOMEM (EINVAL for a prefix
+ * over 128, which sf_cidr_parse never yields). n may be 0: nothing
+ * matches.
  */
 struct sf_cidrset *sf_cidrset_new(const struct sf_cidr *blocks, size_t n);
 void sf_cidrset_free(struct sf_cidrset *s);
 
-/* 1 when sa (AF_INET or AF_INET6) falls in a block of s, else 0. */
+/*
+ * 1 when sa (AF_INET or AF_INET6) falls in a block of s, else 0; other
+ * families never match. O(log n), no allocation.
+ */
 int sf_cidrset_match(const struct sf_cidrset *s, const struct sockaddr *sa);
 
 #endif
