@@ -21,7 +21,9 @@
  * Write a version 1 or 2 header for a TCP connection from src to dst
  * (the client's address and the address it connected to) into buf.
  * Mixed families are sent with both as IPv6 (IPv4-mapped) for v2, and as
- * "TCP6" with mapped addresses for v1. Returns the header length, or
+ * "TCP6" with mapped addresses for v1. Two IPv4 ends, plain or
+ * IPv4-mapped (as a dual-stack listener reports them), are sent as IPv4
+ * ("TCP4", 0x11) with the plain addresses. Returns the header length, or
  * -EINVAL (unknown version or family), -ENOSPC (len too small).
  */
 ssize_t sf_proxy_encode(int version, const struct sockaddr *src, const struct sockaddr *dst,
@@ -38,7 +40,13 @@ struct sf_proxy_info {
  * Returns the header's length (> 0) with *out filled, 0 when more bytes
  * are needed to decide, or -EPROTO for anything malformed (bad
  * signature, version, command, family, length, address, or a v1 line
- * longer than 107 bytes without CRLF).
+ * longer than 107 bytes without CRLF). -EPROTO comes as soon as the
+ * bytes so far cannot start a valid header; a v1 IPv6 address is only
+ * checked in full once the space after it arrives. The first byte picks
+ * the version: 'P' for v1, 0x0D for v2, anything else is -EPROTO.
+ * v1 UNKNOWN, v2 LOCAL, and v2 PROXY with an UNSPEC, UDP or UNIX
+ * family decode with out->local set. v2 TLVs are skipped, each one's
+ * length checked. *out is written only when a header is returned.
  */
 ssize_t sf_proxy_decode(const void *buf, size_t len, struct sf_proxy_info *out);
 
