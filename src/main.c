@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sockfwd/config.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
@@ -71,6 +72,7 @@ int main(int argc, char **argv)
 {
 	static struct sf_config cfg;
 	static struct sf_addrlist listen_addrs, upstreams;
+	const struct sf_hostport *listen_hp, *remote_hp;
 	struct sf_worker *workers;
 	char err[512], lbuf[SF_ADDRSTRLEN], names[128];
 	struct timespec deadline;
@@ -89,12 +91,29 @@ int main(int argc, char **argv)
 	}
 	if (rc < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
+	if (cfg.file != NULL && sf_config_load(&cfg, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
+	if (sf_config_finish(&cfg, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
+	if (cfg.check) {
+		printf("%s: ok, %zu rule%s\n", cfg.file, cfg.nrules, cfg.nrules > 1 ? "s" : "");
+		sf_config_free(&cfg);
+		return 0;
+	}
 	sf_log_setlevel(cfg.loglevel);
+	/* Until the rule runtime lands: the first rule's first listen and upstream. */
+	listen_hp = &cfg.rules[0].listen[0].hp;
+	remote_hp = &cfg.rules[0].ups[0].hp;
+	if (cfg.nrules > 1 || cfg.rules[0].nlisten > 1 || cfg.rules[0].nups > 1 ||
+	    cfg.rules[0].listen[0].port_last != listen_hp->port)
+		sf_log_warnx("this build serves only the first listen port and upstream of "
+			     "rule '%s'",
+			     cfg.rules[0].name);
 	if (cfg.engine->probe != NULL && cfg.engine->probe(err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "-b %s: %s", cfg.engine->name, err);
-	if (sf_addr_resolve(&cfg.remote, 0, &upstreams, err, sizeof(err)) < 0)
+	if (sf_addr_resolve(remote_hp, 0, &upstreams, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "-r: %s", err);
-	if (sf_addr_resolve(&cfg.listen, 1, &listen_addrs, err, sizeof(err)) < 0)
+	if (sf_addr_resolve(listen_hp, 1, &listen_addrs, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "-l: %s", err);
 
 	/* SIGPIPE never kills a forwarder; sends use MSG_NOSIGNAL as well. */
@@ -133,7 +152,7 @@ int main(int argc, char **argv)
 		getsockname(workers[0].lfd, (struct sockaddr *)&ss, &len);
 		sf_log_info("listening on %s, forwarding to %s:%u (engine %s, %u thread%s)",
 			    sf_addr_format((struct sockaddr *)&ss, lbuf, sizeof(lbuf)),
-			    cfg.remote.host, cfg.remote.port, cfg.engine->name, cfg.threads,
+			    remote_hp->host, remote_hp->port, cfg.engine->name, cfg.threads,
 			    cfg.threads > 1 ? "s" : "");
 		if (sigwait(&sigs, &sig) != 0)
 			sig = SIGTERM;
@@ -160,5 +179,6 @@ int main(int argc, char **argv)
 	for (i = 0; i < cfg.threads; i++)
 		sf_worker_destroy(&workers[i]);
 	free(workers);
+	sf_config_free(&cfg);
 	return status;
 }

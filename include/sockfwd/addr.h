@@ -37,6 +37,14 @@ struct sf_addrlist {
 int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errlen);
 
 /*
+ * As sf_addr_parse, and the port may also be a range "first-last" with
+ * first <= last: hp->port is the first, *last the last (== hp->port for
+ * a single port). Returns 0, or -EINVAL with a message in err.
+ */
+int sf_addr_parse_range(const char *s, struct sf_hostport *hp, uint16_t *last, char *err,
+			size_t errlen);
+
+/*
  * Resolve hp with getaddrinfo (TCP). With passive and an empty host, the
  * result is the IPv6 wildcard (dual stack) then the IPv4 one.
  * Returns 0 with out->n >= 1, or -ENOENT with a message in err.

@@ -1,13 +1,14 @@
 /*
- * Command line into a plain struct. Nothing here opens a socket or
- * resolves a name, so every function is safe to unit test.
+ * Command line into a struct sf_config (config.h). Nothing here opens a
+ * socket, reads a file or resolves a name, so every function is safe to
+ * unit test.
  */
 #ifndef SOCKFWD_OPTIONS_H
 #define SOCKFWD_OPTIONS_H
 
 #include <stddef.h>
 
-#include "addr.h"
+#include "config.h"
 
 #define SF_VERSION "0.1.0"
 
@@ -19,18 +20,6 @@
 #define SF_MAX_PIPE_SIZE       (1024u * 1024 * 1024)
 #define SF_MAX_THREADS	       1024u
 
-struct sf_engine;
-
-struct sf_config {
-	struct sf_hostport listen;
-	struct sf_hostport remote;
-	const struct sf_engine *engine;
-	unsigned threads;
-	size_t buffer_size;
-	size_t pipe_size;
-	int loglevel; /* enum sf_loglevel */
-};
-
 enum sf_opt_result {
 	SF_OPT_RUN = 0, /* cfg is complete: run */
 	SF_OPT_HELP,	/* -h: print sf_usage() to stdout, exit 0 */
@@ -38,8 +27,16 @@ enum sf_opt_result {
 };
 
 /*
- * Parse argv into cfg (defaults first). Returns an enum sf_opt_result, or
- * -EINVAL for a usage error with a one-line message naming it in err.
+ * Parse argv into cfg, overwritten with the defaults first (free a used
+ * one with sf_config_free before): globals, with their SF_G_* bits in gset; policy flags into
+ * cfg->defaults, with their SF_P_* bits; -c FILE into cfg->file and -t
+ * into cfg->check. Without -c, -l and -r build the one rule "default"
+ * (SF_DEFAULT_RULE). Neither the file is read nor the defaults merged:
+ * the caller runs sf_config_load (with -c), then sf_config_finish, and
+ * frees cfg with sf_config_free.
+ * Returns an enum sf_opt_result, or -EINVAL for a usage error with a
+ * one-line message naming it in err. Only SF_OPT_RUN leaves anything in
+ * cfg to free.
  */
 int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, size_t errlen);
 

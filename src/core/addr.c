@@ -30,7 +30,54 @@ static int parse_port(const char *s)
 	return v == 0 ? -2 : (int)v;
 }
 
-int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errlen)
+/*
+ * Parse the port range "first-last" of address s into hp->port and
+ * *last. Returns 0, or -EINVAL with a message when a bound is malformed
+ * or out of range, or the range runs backwards.
+ */
+static int parse_range(const char *s, const char *spec, struct sf_hostport *hp, uint16_t *last,
+		       char *err, size_t errlen)
+{
+	char first[8], *dash;
+	int a, b;
+
+	dash = strchr(spec, '-');
+	if ((size_t)(dash - spec) >= sizeof(first)) {
+		snprintf(err, errlen, "'%s': port '%s' is not a decimal number or range", s, spec);
+		return -EINVAL;
+	}
+	memcpy(first, spec, dash - spec);
+	first[dash - spec] = '\0';
+	a = parse_port(first);
+	b = parse_port(dash + 1);
+	if (a == -1 || b == -1) {
+		snprintf(err, errlen,
+			 "'%s': port range '%s' is malformed (expected first-last, as 10000-10099)",
+			 s, spec);
+		return -EINVAL;
+	}
+	if (a < 0 || b < 0) {
+		snprintf(err, errlen, "'%s': port out of range (1-65535)", s);
+		return -EINVAL;
+	}
+	if (a > b) {
+		snprintf(err, errlen, "'%s': port range %d-%d runs backwards (first > last)", s, a,
+			 b);
+		return -EINVAL;
+	}
+	hp->port = (uint16_t)a;
+	*last = (uint16_t)b;
+	return 0;
+}
+
+/*
+ * Parse "host:portspec" into hp. With last NULL the port is one decimal
+ * number; with last set it may also be a range "first-last" (first <=
+ * last), whose end goes to *last (== hp->port for a single port).
+ * Returns 0, or -EINVAL with a message naming the problem in err.
+ */
+static int addr_parse(const char *s, struct sf_hostport *hp, uint16_t *last, char *err,
+		      size_t errlen)
 {
 	const char *host, *colon, *port;
 	size_t hlen;
@@ -89,6 +136,8 @@ int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errle
 			return -EINVAL;
 		}
 	}
+	if (last != NULL && strchr(port, '-') != NULL)
+		return parse_range(s, port, hp, last, err, errlen);
 	p = parse_port(port);
 	if (p == -1) {
 		snprintf(err, errlen, "'%s': port '%s' is not a decimal number", s, port);
@@ -99,7 +148,20 @@ int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errle
 		return -EINVAL;
 	}
 	hp->port = (uint16_t)p;
+	if (last != NULL)
+		*last = hp->port;
 	return 0;
+}
+
+int sf_addr_parse(const char *s, struct sf_hostport *hp, char *err, size_t errlen)
+{
+	return addr_parse(s, hp, NULL, err, errlen);
+}
+
+int sf_addr_parse_range(const char *s, struct sf_hostport *hp, uint16_t *last, char *err,
+			size_t errlen)
+{
+	return addr_parse(s, hp, last, err, errlen);
 }
 
 int sf_addr_resolve(const struct sf_hostport *hp, int passive, struct sf_addrlist *out, char *err,

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,19 +12,48 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/config_priv.h"
+#include "sockfwd/config.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
 
-enum { OPT_BUFFER_SIZE = 256, OPT_PIPE_SIZE };
+enum {
+	OPT_BUFFER_SIZE = 256,
+	OPT_PIPE_SIZE,
+	OPT_BALANCE,
+	OPT_MAX_FAILS,
+	OPT_FAIL_TIMEOUT,
+	OPT_CONNECT_TIMEOUT,
+	OPT_IDLE_TIMEOUT,
+	OPT_NO_KEEPALIVE,
+	OPT_MAX_CONNS,
+	OPT_ALLOW,
+	OPT_DENY,
+	OPT_PROXY_PROTOCOL,
+	OPT_ACCEPT_PROXY,
+};
 
 static const struct option long_opts[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "remote", required_argument, NULL, 'r' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "check", no_argument, NULL, 't' },
 	{ "backend", required_argument, NULL, 'b' },
 	{ "threads", required_argument, NULL, 'j' },
 	{ "buffer-size", required_argument, NULL, OPT_BUFFER_SIZE },
 	{ "pipe-size", required_argument, NULL, OPT_PIPE_SIZE },
+	{ "balance", required_argument, NULL, OPT_BALANCE },
+	{ "max-fails", required_argument, NULL, OPT_MAX_FAILS },
+	{ "fail-timeout", required_argument, NULL, OPT_FAIL_TIMEOUT },
+	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "no-keepalive", no_argument, NULL, OPT_NO_KEEPALIVE },
+	{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL },
+	{ "accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -33,30 +63,58 @@ static const struct option long_opts[] = {
 
 const char *sf_usage(void)
 {
-	return "usage: sockfwd [OPTIONS] -l LISTEN -r REMOTE\n"
-	       "Forward every TCP connection accepted on LISTEN to REMOTE.\n"
+	return "usage: sockfwd [OPTIONS] -l LISTEN [-l LISTEN]... -r REMOTE [-r REMOTE]...\n"
+	       "       sockfwd [OPTIONS] -c FILE [-t]\n"
+	       "Forward every TCP connection accepted on LISTEN to an upstream of the\n"
+	       "REMOTE pool, or run every rule of a config file.\n"
 	       "\n"
-	       "  -l, --listen ADDR     host:port, [v6addr]:port or :port (all addresses)\n"
-	       "  -r, --remote ADDR     upstream for each client; host names are resolved\n"
-	       "                        at start and each address is tried in turn\n"
-	       "  -b, --backend NAME    engine: naive | epoll | splice (default)"
+	       "  -l, --listen ADDR            host:port, [v6addr]:port or :port (all\n"
+	       "                               addresses); the port may be a range\n"
+	       "                               first-last; repeat for more addresses\n"
+	       "  -r, --remote ADDR[,OPT]...   upstream for each client; repeat for a pool,\n"
+	       "                               in order. OPT: weight=N (1-256), backup.\n"
+	       "                               Host names are resolved at start and each\n"
+	       "                               address is tried in turn\n"
+	       "  -c, --config FILE            run the rules of FILE (docs/config.md);\n"
+	       "                               not with -l or -r\n"
+	       "  -t, --check                  with -c: check FILE, exit 0 or 2\n"
+	       "  -b, --backend NAME           engine: naive | epoll | splice (default)"
 #ifdef SF_HAVE_URING
 	       " | uring"
 #endif
 	       "\n"
-	       "  -j, --threads N       worker threads, each with its own SO_REUSEPORT\n"
-	       "                        listener (default: online CPUs)\n"
-	       "      --buffer-size N   userspace buffer per direction, naive and epoll\n"
-	       "                        (default 64k); also uring's buffer size\n"
-	       "      --pipe-size N     pipe capacity for splice (default 256k)\n"
-	       "  -v, --verbose         one line per connection close: peers, bytes each\n"
-	       "                        way, duration, reason\n"
-	       "  -q, --quiet           errors only\n"
-	       "  -h, --help            this text\n"
-	       "  -V, --version         version and the engines compiled in\n"
+	       "  -j, --threads N              worker threads, each with its own SO_REUSEPORT\n"
+	       "                               listener (default: online CPUs)\n"
+	       "      --buffer-size N          userspace buffer per direction, naive and\n"
+	       "                               epoll (default 64k); also uring's buffer size\n"
+	       "      --pipe-size N            pipe capacity for splice (default 256k)\n"
+	       "      --balance MODE           roundrobin (default) | leastconn | source |\n"
+	       "                               first\n"
+	       "      --max-fails N            failed connects in a row that mark an\n"
+	       "                               upstream down (default 1; 0: never)\n"
+	       "      --fail-timeout DUR       how long it stays down (default 10s)\n"
+	       "      --connect-timeout DUR    upstream connect deadline (default 10s)\n"
+	       "      --idle-timeout DUR       close a connection idle that long both ways\n"
+	       "                               (default 0: never)\n"
+	       "      --no-keepalive           no TCP keepalive probes (default: on)\n"
+	       "      --max-conns N            active connections per rule (default 0: no\n"
+	       "                               limit)\n"
+	       "      --allow CIDR             serve only matching clients; repeatable\n"
+	       "      --deny CIDR              refuse matching clients, even allowed ones;\n"
+	       "                               repeatable\n"
+	       "      --proxy-protocol VER     send a PROXY header upstream: v1 | v2\n"
+	       "      --accept-proxy           clients send a PROXY v1 or v2 header first\n"
+	       "  -v, --verbose                one line per connection close: peers, bytes\n"
+	       "                               each way, duration, reason\n"
+	       "  -q, --quiet                  errors only\n"
+	       "  -h, --help                   this text\n"
+	       "  -V, --version                version and the engines compiled in\n"
 	       "\n"
-	       "Sizes take k, m or g suffixes (64k, 1m). Exit status: 0 after SIGINT or\n"
-	       "SIGTERM, 1 on a runtime failure, 2 on a usage error.\n";
+	       "With -c, -b -j -v -q and the sizes override the file's globals, and the\n"
+	       "policy flags (--balance to --accept-proxy) its defaults. Sizes take k, m\n"
+	       "or g suffixes (64k, 1m); durations ms, s, m or h (250ms, 5m; a bare\n"
+	       "number is seconds). Exit status: 0 after SIGINT or SIGTERM, 1 on a\n"
+	       "runtime failure, 2 on a usage or config error.\n";
 }
 
 char *sf_version_string(char *buf, size_t len)
@@ -161,6 +219,50 @@ static void bad_option(int argc, char **argv, int c, char *err, size_t errlen)
 		snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
 }
 
+/* Parse a count from min to max for option name; -EINVAL with a message. */
+static int opt_uint(const char *name, const char *arg, unsigned min, unsigned max, unsigned *out,
+		    char *err, size_t errlen)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (*arg < '0' || *arg > '9' || *end != '\0' || errno != 0 || v > UINT_MAX) {
+		snprintf(err, errlen, "%s %s: expected a number", name, arg);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		snprintf(err, errlen, "%s %s: out of range (%u to %u)", name, arg, min, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* Parse a duration for option name, > 0 with positive; -EINVAL with a message. */
+static int opt_duration(const char *name, const char *arg, int positive, uint64_t *ms, char *err,
+			size_t errlen)
+{
+	int rc = sf_parse_duration(arg, ms);
+
+	if (rc == -ERANGE) {
+		snprintf(err, errlen, "%s %s: duration longer than a year", name, arg);
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen,
+			 "%s %s: malformed duration (expected 250ms, 10s, 5m, 1h or seconds)", name,
+			 arg);
+		return -EINVAL;
+	}
+	if (positive && *ms == 0) {
+		snprintf(err, errlen, "%s %s: must be greater than 0", name, arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void config_defaults(struct sf_config *cfg)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -173,52 +275,212 @@ static void config_defaults(struct sf_config *cfg)
 	cfg->loglevel = SF_LOG_NORMAL;
 }
 
+/* What -l and -r gathered, until they become the rule "default". */
+struct cli_rule {
+	struct sf_listen_conf *listen;
+	size_t nlisten;
+	struct sf_upstream_conf *ups;
+	size_t nups;
+};
+
+/* Parse -l or -r into cr; -EINVAL with a message. */
+static int opt_addr(int c, const char *arg, struct cli_rule *cr, char *err, size_t errlen)
+{
+	struct sf_listen_conf l;
+	struct sf_upstream_conf u;
+	char aerr[384];
+	int rc;
+
+	if (c == 'l') {
+		if (sf_listen_parse(arg, &l, aerr, sizeof(aerr)) < 0)
+			goto bad;
+		rc = sf_array_push(&cr->listen, &cr->nlisten, sizeof(l), &l);
+	} else {
+		if (cr->nups == SF_POOL_MAX) {
+			snprintf(err, errlen, "-r %s: more than %d upstreams", arg, SF_POOL_MAX);
+			return -EINVAL;
+		}
+		if (sf_upstream_parse(arg, &u, aerr, sizeof(aerr)) < 0)
+			goto bad;
+		rc = sf_array_push(&cr->ups, &cr->nups, sizeof(u), &u);
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "-%c %s: out of memory", c, arg);
+	return rc < 0 ? -EINVAL : 0;
+bad:
+	snprintf(err, errlen, "-%c: %s", c, aerr);
+	return -EINVAL;
+}
+
+/* A policy flag into d, setting its bit; -EINVAL with a message. */
+static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, size_t errlen)
+{
+	char aerr[256];
+	int v;
+
+	switch (c) {
+	case OPT_BALANCE:
+		v = sf_balance_parse(arg);
+		if (v < 0) {
+			snprintf(err, errlen,
+				 "--balance %s: unknown mode (expected roundrobin, leastconn, "
+				 "source or first)",
+				 arg);
+			return -EINVAL;
+		}
+		d->balance = v;
+		d->set |= SF_P_BALANCE;
+		return 0;
+	case OPT_MAX_FAILS:
+		d->set |= SF_P_MAX_FAILS;
+		return opt_uint("--max-fails", arg, 0, INT_MAX, &d->max_fails, err, errlen);
+	case OPT_FAIL_TIMEOUT:
+		d->set |= SF_P_FAIL_TIMEOUT;
+		return opt_duration("--fail-timeout", arg, 0, &d->fail_timeout_ms, err, errlen);
+	case OPT_CONNECT_TIMEOUT:
+		d->set |= SF_P_CONNECT_TIMEOUT;
+		return opt_duration("--connect-timeout", arg, 1, &d->connect_timeout_ms, err,
+				    errlen);
+	case OPT_IDLE_TIMEOUT:
+		d->set |= SF_P_IDLE_TIMEOUT;
+		return opt_duration("--idle-timeout", arg, 0, &d->idle_timeout_ms, err, errlen);
+	case OPT_NO_KEEPALIVE:
+		d->keepalive = 0;
+		d->set |= SF_P_KEEPALIVE;
+		return 0;
+	case OPT_MAX_CONNS:
+		d->set |= SF_P_MAX_CONNS;
+		return opt_uint("--max-conns", arg, 0, INT_MAX, &d->max_conns, err, errlen);
+	case OPT_ALLOW:
+	case OPT_DENY:
+		d->set |= c == OPT_DENY ? SF_P_DENY : SF_P_ALLOW;
+		if (sf_policy_add_cidr(d, c == OPT_DENY, arg, aerr, sizeof(aerr)) < 0) {
+			snprintf(err, errlen, "--%s: %s", c == OPT_DENY ? "deny" : "allow", aerr);
+			return -EINVAL;
+		}
+		return 0;
+	case OPT_PROXY_PROTOCOL:
+		v = sf_pp_parse(arg);
+		if (v < 0) {
+			snprintf(err, errlen,
+				 "--proxy-protocol %s: unknown version (expected v1 or v2)", arg);
+			return -EINVAL;
+		}
+		d->proxy_protocol = v;
+		d->set |= SF_P_PROXY_PROTOCOL;
+		return 0;
+	case OPT_ACCEPT_PROXY:
+		d->accept_proxy = 1;
+		d->set |= SF_P_ACCEPT_PROXY;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * After the flags: the combinations that are usage errors, then the one
+ * rule of the command line. 0 or -EINVAL with a message; on success the
+ * arrays of cr belong to cfg.
+ */
+static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err, size_t errlen)
+{
+	struct sf_rule_conf *r;
+
+	if (cfg->file != NULL) {
+		if (cr->nlisten > 0 || cr->nups > 0) {
+			snprintf(err, errlen,
+				 "-c cannot be combined with -l/-r (the file lists "
+				 "the rules)");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (cfg->check) {
+		snprintf(err, errlen, "-t/--check needs -c FILE (it checks a config file)");
+		return -EINVAL;
+	}
+	if (cr->nlisten == 0 || cr->nups == 0) {
+		snprintf(err, errlen, "missing %s (usage: sockfwd [OPTIONS] -l LISTEN -r REMOTE)",
+			 cr->nlisten == 0 ? "-l/--listen ADDR" : "-r/--remote ADDR");
+		return -EINVAL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -EINVAL;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", SF_DEFAULT_RULE);
+	r->listen = cr->listen;
+	r->nlisten = cr->nlisten;
+	r->ups = cr->ups;
+	r->nups = cr->nups;
+	cfg->rules = r;
+	cfg->nrules = 1;
+	return 0;
+}
+
 int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, size_t errlen)
 {
-	int c, have_l = 0, have_r = 0, verbose = 0, quiet = 0;
+	struct cli_rule cr = { NULL, 0, NULL, 0 };
+	int c, rc = SF_OPT_RUN, verbose = 0, quiet = 0;
 	char aerr[256];
 
 	config_defaults(cfg);
 	optind = 0; /* full reset, so the parser can run more than once */
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":l:r:b:j:vqhV", long_opts, NULL)) != -1) {
+	while (rc == SF_OPT_RUN &&
+	       (c = getopt_long(argc, argv, ":l:r:c:tb:j:vqhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 		case 'r':
-			if (sf_addr_parse(optarg, c == 'l' ? &cfg->listen : &cfg->remote, aerr,
-					  sizeof(aerr)) < 0) {
-				snprintf(err, errlen, "-%c: %s", c, aerr);
-				return -EINVAL;
+			rc = opt_addr(c, optarg, &cr, err, errlen);
+			break;
+		case 'c':
+			if (cfg->file != NULL) {
+				snprintf(err, errlen, "-c %s: only one config file", optarg);
+				rc = -EINVAL;
+			} else if ((cfg->file = strdup(optarg)) == NULL) {
+				snprintf(err, errlen, "-c: out of memory");
+				rc = -EINVAL;
 			}
-			if (c == 'r' && cfg->remote.host[0] == '\0') {
-				snprintf(err, errlen, "-r %s: the upstream needs a host", optarg);
-				return -EINVAL;
-			}
-			if (c == 'l')
-				have_l = 1;
-			else
-				have_r = 1;
+			break;
+		case 't':
+			cfg->check = 1;
 			break;
 		case 'b':
 			cfg->engine = sf_engine_find(optarg, aerr, sizeof(aerr));
 			if (cfg->engine == NULL) {
 				snprintf(err, errlen, "-b: %s", aerr);
-				return -EINVAL;
+				rc = -EINVAL;
 			}
+			cfg->gset |= SF_G_ENGINE;
 			break;
 		case 'j':
-			if (opt_threads(optarg, &cfg->threads, err, errlen) < 0)
-				return -EINVAL;
+			rc = opt_threads(optarg, &cfg->threads, err, errlen);
+			cfg->gset |= SF_G_THREADS;
 			break;
 		case OPT_BUFFER_SIZE:
-			if (opt_size("--buffer-size", optarg, SF_MIN_BUFFER_SIZE,
-				     SF_MAX_BUFFER_SIZE, &cfg->buffer_size, err, errlen) < 0)
-				return -EINVAL;
+			rc = opt_size("--buffer-size", optarg, SF_MIN_BUFFER_SIZE,
+				      SF_MAX_BUFFER_SIZE, &cfg->buffer_size, err, errlen);
+			cfg->gset |= SF_G_BUFFER_SIZE;
 			break;
 		case OPT_PIPE_SIZE:
-			if (opt_size("--pipe-size", optarg, SF_MIN_PIPE_SIZE, SF_MAX_PIPE_SIZE,
-				     &cfg->pipe_size, err, errlen) < 0)
-				return -EINVAL;
+			rc = opt_size("--pipe-size", optarg, SF_MIN_PIPE_SIZE, SF_MAX_PIPE_SIZE,
+				      &cfg->pipe_size, err, errlen);
+			cfg->gset |= SF_G_PIPE_SIZE;
+			break;
+		case OPT_BALANCE:
+		case OPT_MAX_FAILS:
+		case OPT_FAIL_TIMEOUT:
+		case OPT_CONNECT_TIMEOUT:
+		case OPT_IDLE_TIMEOUT:
+		case OPT_NO_KEEPALIVE:
+		case OPT_MAX_CONNS:
+		case OPT_ALLOW:
+		case OPT_DENY:
+		case OPT_PROXY_PROTOCOL:
+		case OPT_ACCEPT_PROXY:
+			rc = opt_policy(c, optarg, &cfg->defaults, err, errlen);
 			break;
 		case 'v':
 			verbose = 1;
@@ -227,27 +489,36 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 			quiet = 1;
 			break;
 		case 'h':
-			return SF_OPT_HELP;
+			rc = SF_OPT_HELP;
+			break;
 		case 'V':
-			return SF_OPT_VERSION;
+			rc = SF_OPT_VERSION;
+			break;
 		default:
 			bad_option(argc, argv, c, err, errlen);
-			return -EINVAL;
+			rc = -EINVAL;
+			break;
 		}
 	}
-	if (optind < argc) {
+	if (rc == SF_OPT_RUN && optind < argc) {
 		snprintf(err, errlen, "unexpected argument '%s' (see --help)", argv[optind]);
-		return -EINVAL;
+		rc = -EINVAL;
 	}
-	if (verbose && quiet) {
+	if (rc == SF_OPT_RUN && verbose && quiet) {
 		snprintf(err, errlen, "-q and -v contradict each other");
-		return -EINVAL;
+		rc = -EINVAL;
 	}
-	if (!have_l || !have_r) {
-		snprintf(err, errlen, "missing %s (usage: sockfwd [OPTIONS] -l LISTEN -r REMOTE)",
-			 !have_l ? "-l/--listen ADDR" : "-r/--remote ADDR");
-		return -EINVAL;
+	if (rc == SF_OPT_RUN)
+		rc = options_finish(cfg, &cr, err, errlen);
+	if (rc != SF_OPT_RUN) {
+		/* Nothing to free for the caller unless it is to run. */
+		free(cr.listen);
+		free(cr.ups);
+		sf_config_free(cfg);
+		return rc;
 	}
+	if (verbose || quiet)
+		cfg->gset |= SF_G_LOGLEVEL;
 	cfg->loglevel = quiet ? SF_LOG_QUIET : verbose ? SF_LOG_VERBOSE : SF_LOG_NORMAL;
 	return SF_OPT_RUN;
 }

@@ -292,3 +292,53 @@ Test(addr_format, round_trip_through_resolve)
 	sf_addr_format((const struct sockaddr *)&out.a[0].ss, buf, sizeof(buf));
 	cr_assert_str_eq(buf, "127.0.0.1:12345");
 }
+
+/* ---- sf_addr_parse_range ---- */
+
+Test(addr_parse_range, single_port_and_range)
+{
+	struct sf_hostport hp;
+	uint16_t last = 1;
+	char err[256] = "";
+
+	cr_assert_eq(sf_addr_parse_range("h:80", &hp, &last, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(hp.host, "h");
+	cr_assert_eq(hp.port, 80);
+	cr_assert_eq(last, 80);
+	cr_assert_eq(sf_addr_parse_range("[::1]:10000-10099", &hp, &last, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(hp.host, "::1");
+	cr_assert_eq(hp.port, 10000);
+	cr_assert_eq(last, 10099);
+	cr_assert_eq(sf_addr_parse_range(":1-65535", &hp, &last, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(hp.port, 1);
+	cr_assert_eq(last, 65535);
+}
+
+Test(addr_parse_range, bad_ranges)
+{
+	static const char *const bad[] = {
+		"h:90-80", "h:0-5",   "h:1-65536", "h:-5",
+		"h:5-",	   "h:1-2-3", "h:a-b",	   "h:123456789-1",
+	};
+	struct sf_hostport hp;
+	uint16_t last;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(err, 0, sizeof(err));
+		cr_assert_eq(sf_addr_parse_range(bad[i], &hp, &last, err, sizeof(err)), -EINVAL,
+			     "\"%s\"", bad[i]);
+		cr_assert_neq(err[0], '\0', "\"%s\": no message", bad[i]);
+	}
+	cr_assert_eq(sf_addr_parse_range("h:90-80", &hp, &last, err, sizeof(err)), -EINVAL);
+	cr_assert_err_mentions(err, "backwards");
+}
+
+/* sf_addr_parse keeps refusing ranges: one port only. */
+Test(addr_parse_range, plain_parse_refuses_ranges)
+{
+	const char *err = parse_bad("h:80-90");
+
+	cr_assert_err_mentions(err, "port");
+}

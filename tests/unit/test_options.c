@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -113,16 +114,20 @@ static char errbuf[256];
 	} while (0)
 #define WORDS(...) (errbuf, __VA_ARGS__, (const char *)NULL)
 
+/* The one rule of the command line: its first listen address and upstream. */
+#define LISTEN(cfg) ((cfg).rules[0].listen[0].hp)
+#define REMOTE(cfg) ((cfg).rules[0].ups[0].hp)
+
 Test(options, minimal_defaults)
 {
 	struct sf_config cfg;
 
 	memset(&cfg, 0xa5, sizeof(cfg));
 	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "127.0.0.1:80"), SF_OPT_RUN, "%s", errbuf);
-	cr_assert_str_eq(cfg.listen.host, "");
-	cr_assert_eq(cfg.listen.port, 9000);
-	cr_assert_str_eq(cfg.remote.host, "127.0.0.1");
-	cr_assert_eq(cfg.remote.port, 80);
+	cr_assert_str_eq(LISTEN(cfg).host, "");
+	cr_assert_eq(LISTEN(cfg).port, 9000);
+	cr_assert_str_eq(REMOTE(cfg).host, "127.0.0.1");
+	cr_assert_eq(REMOTE(cfg).port, 80);
 	cr_assert_not_null(cfg.engine);
 	cr_assert_str_eq(cfg.engine->name, "splice");
 	cr_assert_eq(cfg.engine, sf_engine_default());
@@ -131,6 +136,7 @@ Test(options, minimal_defaults)
 	cr_assert_geq(cfg.threads, 1);
 	cr_assert_leq(cfg.threads, SF_MAX_THREADS);
 	cr_assert_eq(cfg.loglevel, SF_LOG_NORMAL);
+	sf_config_free(&cfg);
 }
 
 Test(options, long_forms)
@@ -141,15 +147,16 @@ Test(options, long_forms)
 			   "--backend", "epoll", "--threads", "3", "--buffer-size", "128k",
 			   "--pipe-size", "1m", "--verbose"),
 		     SF_OPT_RUN, "%s", errbuf);
-	cr_assert_str_eq(cfg.listen.host, "127.0.0.1");
-	cr_assert_eq(cfg.listen.port, 9001);
-	cr_assert_str_eq(cfg.remote.host, "::1");
-	cr_assert_eq(cfg.remote.port, 8080);
+	cr_assert_str_eq(LISTEN(cfg).host, "127.0.0.1");
+	cr_assert_eq(LISTEN(cfg).port, 9001);
+	cr_assert_str_eq(REMOTE(cfg).host, "::1");
+	cr_assert_eq(REMOTE(cfg).port, 8080);
 	cr_assert_str_eq(cfg.engine->name, "epoll");
 	cr_assert_eq(cfg.threads, 3);
 	cr_assert_eq(cfg.buffer_size, 128 * 1024);
 	cr_assert_eq(cfg.pipe_size, 1024 * 1024);
 	cr_assert_eq(cfg.loglevel, SF_LOG_VERBOSE);
+	sf_config_free(&cfg);
 }
 
 Test(options, long_forms_with_equals)
@@ -159,10 +166,11 @@ Test(options, long_forms_with_equals)
 	cr_assert_eq(
 		PARSE(&cfg, "--listen=:9000", "--remote=localhost:80", "--threads=2", "--quiet"),
 		SF_OPT_RUN, "%s", errbuf);
-	cr_assert_eq(cfg.listen.port, 9000);
-	cr_assert_str_eq(cfg.remote.host, "localhost");
+	cr_assert_eq(LISTEN(cfg).port, 9000);
+	cr_assert_str_eq(REMOTE(cfg).host, "localhost");
 	cr_assert_eq(cfg.threads, 2);
 	cr_assert_eq(cfg.loglevel, SF_LOG_QUIET);
+	sf_config_free(&cfg);
 }
 
 Test(options, short_forms)
@@ -176,10 +184,12 @@ Test(options, short_forms)
 	cr_assert_eq(cfg.engine, &sf_engine_naive);
 	cr_assert_eq(cfg.threads, 4);
 	cr_assert_eq(cfg.loglevel, SF_LOG_VERBOSE);
+	sf_config_free(&cfg);
 
 	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "127.0.0.1:80", "-q"), SF_OPT_RUN, "%s",
 		     errbuf);
 	cr_assert_eq(cfg.loglevel, SF_LOG_QUIET);
+	sf_config_free(&cfg);
 }
 
 Test(options, size_limits_inclusive)
@@ -191,12 +201,14 @@ Test(options, size_limits_inclusive)
 		SF_OPT_RUN, "%s", errbuf);
 	cr_assert_eq(cfg.buffer_size, SF_MIN_BUFFER_SIZE);
 	cr_assert_eq(cfg.pipe_size, SF_MIN_PIPE_SIZE);
+	sf_config_free(&cfg);
 	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--buffer-size", "64m", "--pipe-size",
 			   "1g", "-j", "1024"),
 		     SF_OPT_RUN, "%s", errbuf);
 	cr_assert_eq(cfg.buffer_size, SF_MAX_BUFFER_SIZE);
 	cr_assert_eq(cfg.pipe_size, SF_MAX_PIPE_SIZE);
 	cr_assert_eq(cfg.threads, SF_MAX_THREADS);
+	sf_config_free(&cfg);
 }
 
 Test(options, help_and_version)
@@ -302,11 +314,13 @@ Test(options, parse_twice_in_one_process)
 
 	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "127.0.0.1:80", "-j", "2"), SF_OPT_RUN, "%s",
 		     errbuf);
+	sf_config_free(&cfg);
 	cr_assert_eq(PARSE(&cfg, "-l", ":9001", "-r", "127.0.0.1:81", "-j", "3"), SF_OPT_RUN,
 		     "second parse: %s", errbuf);
-	cr_assert_eq(cfg.listen.port, 9001);
-	cr_assert_eq(cfg.remote.port, 81);
+	cr_assert_eq(LISTEN(cfg).port, 9001);
+	cr_assert_eq(REMOTE(cfg).port, 81);
 	cr_assert_eq(cfg.threads, 3);
+	sf_config_free(&cfg);
 }
 
 Test(options, parse_after_error_in_one_process)
@@ -316,13 +330,20 @@ Test(options, parse_after_error_in_one_process)
 	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-x", "-r", "127.0.0.1:80"), -EINVAL);
 	cr_assert_eq(PARSE(&cfg, "-l", ":9002", "-r", "127.0.0.1:82"), SF_OPT_RUN,
 		     "parse after an error: %s", errbuf);
-	cr_assert_eq(cfg.listen.port, 9002);
+	cr_assert_eq(LISTEN(cfg).port, 9002);
+	sf_config_free(&cfg);
 	/* Defaults are reset on every call, not left from the previous one. */
-	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "h:1", "-b", "naive", "-v"), SF_OPT_RUN, "%s",
-		     errbuf);
+	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "h:1", "-b", "naive", "-v", "--balance",
+			   "first", "--allow", "10.0.0.0/8"),
+		     SF_OPT_RUN, "%s", errbuf);
+	sf_config_free(&cfg);
 	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "h:1"), SF_OPT_RUN, "%s", errbuf);
 	cr_assert_str_eq(cfg.engine->name, "splice");
 	cr_assert_eq(cfg.loglevel, SF_LOG_NORMAL);
+	cr_assert_eq(cfg.gset, 0);
+	cr_assert_eq(cfg.defaults.set, 0);
+	cr_assert_eq(cfg.defaults.nallow, 0);
+	sf_config_free(&cfg);
 }
 
 Test(options, version_string)
@@ -356,6 +377,318 @@ Test(options, usage_text)
 	cr_assert(strstr(u, "--listen") != NULL);
 	cr_assert(strstr(u, "--remote") != NULL);
 	cr_assert(strstr(u, "--backend") != NULL);
+}
+
+/* ---- several listen addresses and upstreams, policy flags, -c and -t ---- */
+
+Test(options, repeatable_listen_and_remote)
+{
+	struct sf_config cfg;
+	const struct sf_rule_conf *r;
+
+	cr_assert_eq(PARSE(&cfg, "-l", ":9000", "-r", "a:1", "--listen", "[::1]:9001", "-r",
+			   "b:2,weight=3", "-l", "127.0.0.1:10000-10099", "--remote", "c:3,backup",
+			   "-r", "[::1]:20000-20099,weight=256,backup"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.nrules, 1);
+	r = &cfg.rules[0];
+	cr_assert_str_eq(r->name, SF_DEFAULT_RULE);
+	cr_assert_eq(r->line, 0);
+	cr_assert_eq(r->pol.set, 0, "the rule inherits every key from the defaults");
+	cr_assert_eq(r->nlisten, 3);
+	cr_assert_str_eq(r->listen[0].hp.host, "");
+	cr_assert_eq(r->listen[0].hp.port, 9000);
+	cr_assert_eq(r->listen[0].port_last, 9000);
+	cr_assert_str_eq(r->listen[1].hp.host, "::1");
+	cr_assert_eq(r->listen[1].hp.port, 9001);
+	cr_assert_str_eq(r->listen[2].hp.host, "127.0.0.1");
+	cr_assert_eq(r->listen[2].hp.port, 10000);
+	cr_assert_eq(r->listen[2].port_last, 10099);
+	cr_assert_eq(r->listen[2].line, 0);
+	/* The pool, in the order given. */
+	cr_assert_eq(r->nups, 4);
+	cr_assert_str_eq(r->ups[0].hp.host, "a");
+	cr_assert_eq(r->ups[0].weight, 1);
+	cr_assert_eq(r->ups[0].backup, 0);
+	cr_assert_str_eq(r->ups[1].hp.host, "b");
+	cr_assert_eq(r->ups[1].hp.port, 2);
+	cr_assert_eq(r->ups[1].weight, 3);
+	cr_assert_str_eq(r->ups[2].hp.host, "c");
+	cr_assert_eq(r->ups[2].backup, 1);
+	cr_assert_str_eq(r->ups[3].hp.host, "::1");
+	cr_assert_eq(r->ups[3].hp.port, 20000);
+	cr_assert_eq(r->ups[3].port_last, 20099);
+	cr_assert_eq(r->ups[3].weight, 256);
+	cr_assert_eq(r->ups[3].backup, 1);
+	cr_assert_null(cfg.file);
+	cr_assert_eq(cfg.check, 0);
+	sf_config_free(&cfg);
+}
+
+Test(options, many_listen_addresses)
+{
+	char *argv[1 + 2 * 300 + 2];
+	char ports[300][16];
+	struct sf_config cfg;
+	int argc = 0;
+
+	argv[argc++] = "sockfwd";
+	for (int i = 0; i < 300; i++) {
+		snprintf(ports[i], sizeof(ports[i]), ":%d", 10000 + i);
+		argv[argc++] = "-l";
+		argv[argc++] = ports[i];
+	}
+	argv[argc++] = "-r";
+	argv[argc++] = "h:1";
+	cr_assert_eq(sf_options_parse(argc, argv, &cfg, errbuf, sizeof(errbuf)), SF_OPT_RUN, "%s",
+		     errbuf);
+	cr_assert_eq(cfg.rules[0].nlisten, 300);
+	for (int i = 0; i < 300; i++)
+		cr_assert_eq(cfg.rules[0].listen[i].hp.port, 10000 + i);
+	sf_config_free(&cfg);
+}
+
+Test(options, pool_limit)
+{
+	char *argv[1 + 2 + 2 * (SF_POOL_MAX + 1)];
+	char ups[SF_POOL_MAX + 1][16];
+	struct sf_config cfg;
+	int argc = 0;
+
+	argv[argc++] = "sockfwd";
+	argv[argc++] = "-l";
+	argv[argc++] = ":1";
+	for (int i = 0; i < SF_POOL_MAX + 1; i++) {
+		snprintf(ups[i], sizeof(ups[i]), "h:%d", i + 1);
+		argv[argc++] = "-r";
+		argv[argc++] = ups[i];
+	}
+	cr_assert_eq(sf_options_parse(argc - 2, argv, &cfg, errbuf, sizeof(errbuf)), SF_OPT_RUN,
+		     "%s", errbuf);
+	cr_assert_eq(cfg.rules[0].nups, SF_POOL_MAX);
+	sf_config_free(&cfg);
+	cr_assert_eq(sf_options_parse(argc, argv, &cfg, errbuf, sizeof(errbuf)), -EINVAL);
+	cr_assert_err_mentions(errbuf, "more than 64");
+}
+
+Test(options, globals_mark_what_the_command_line_set)
+{
+	struct sf_config cfg;
+
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2"), SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.gset, 0);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "-b", "epoll"), SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_ENGINE);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "-j", "2"), SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_THREADS);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--buffer-size", "4k"), SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_BUFFER_SIZE);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--pipe-size", "64k"), SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_PIPE_SIZE);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "-v"), SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_LOGLEVEL);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "-q", "-b", "naive", "-j", "1",
+			   "--buffer-size", "4k", "--pipe-size", "64k"),
+		     SF_OPT_RUN);
+	cr_assert_eq(cfg.gset, SF_G_ENGINE | SF_G_THREADS | SF_G_BUFFER_SIZE | SF_G_PIPE_SIZE |
+				       SF_G_LOGLEVEL);
+	cr_assert_eq(cfg.defaults.set, 0);
+	sf_config_free(&cfg);
+}
+
+Test(options, policy_flags)
+{
+	struct sf_config cfg;
+	const struct sf_policy *d = &cfg.defaults;
+
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--balance", "leastconn", "--max-fails",
+			   "5", "--fail-timeout", "30s", "--connect-timeout", "250ms",
+			   "--idle-timeout", "5m", "--no-keepalive", "--max-conns", "20000",
+			   "--allow", "10.0.0.0/8", "--deny", "10.1.2.3", "--allow",
+			   "2001:db8::/32", "--proxy-protocol", "v2", "--accept-proxy"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(d->set, 0x7ff, "every policy key set: %#x", d->set);
+	cr_assert_eq(d->balance, SF_BAL_LEASTCONN);
+	cr_assert_eq(d->max_fails, 5);
+	cr_assert_eq(d->fail_timeout_ms, 30000);
+	cr_assert_eq(d->connect_timeout_ms, 250);
+	cr_assert_eq(d->idle_timeout_ms, 300000);
+	cr_assert_eq(d->keepalive, 0);
+	cr_assert_eq(d->max_conns, 20000);
+	/* Repeated --allow append, in order. */
+	cr_assert_eq(d->nallow, 2);
+	cr_assert_eq(d->allow[0].prefix, 8 + 96);
+	cr_assert_eq(d->allow[0].addr[12], 10);
+	cr_assert_eq(d->allow[1].prefix, 32);
+	cr_assert_eq(d->allow[1].addr[1], 0x01);
+	cr_assert_eq(d->ndeny, 1);
+	cr_assert_eq(d->deny[0].prefix, 128);
+	cr_assert_eq(d->proxy_protocol, SF_PP_V2);
+	cr_assert_eq(d->accept_proxy, 1);
+	cr_assert_eq(cfg.rules[0].pol.set, 0, "flags go to the defaults, not the rule");
+	cr_assert_eq(cfg.gset, 0);
+	sf_config_free(&cfg);
+}
+
+Test(options, policy_flag_values)
+{
+	static const char *const modes[] = { "roundrobin", "leastconn", "source", "first" };
+	struct sf_config cfg;
+
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--balance", (char *)modes[i]),
+			     SF_OPT_RUN, "%s", errbuf);
+		cr_assert_eq(cfg.defaults.balance, i);
+		cr_assert_eq(cfg.defaults.set, SF_P_BALANCE);
+		sf_config_free(&cfg);
+	}
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--proxy-protocol=v1", "--max-fails=0",
+			   "--max-conns=0", "--idle-timeout=0", "--fail-timeout=0"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.defaults.proxy_protocol, SF_PP_V1);
+	cr_assert_eq(cfg.defaults.max_fails, 0);
+	cr_assert_eq(cfg.defaults.max_conns, 0);
+	cr_assert_eq(cfg.defaults.idle_timeout_ms, 0);
+	cr_assert_eq(cfg.defaults.fail_timeout_ms, 0);
+	cr_assert_eq(cfg.defaults.set, SF_P_PROXY_PROTOCOL | SF_P_MAX_FAILS | SF_P_MAX_CONNS |
+					       SF_P_IDLE_TIMEOUT | SF_P_FAIL_TIMEOUT);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--connect-timeout", "10",
+			   "--idle-timeout", "1h", "--fail-timeout", "8760h"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.defaults.connect_timeout_ms, 10000, "a bare number is seconds");
+	cr_assert_eq(cfg.defaults.idle_timeout_ms, 3600000);
+	cr_assert_eq(cfg.defaults.fail_timeout_ms, 8760ull * 3600 * 1000);
+	sf_config_free(&cfg);
+}
+
+Test(options, bad_policy_flags)
+{
+	PARSE_BAD(WORDS("--balance", "random"), "-l", ":1", "-r", "h:2", "--balance", "random");
+	PARSE_BAD(WORDS("--balance", "argument"), "-l", ":1", "-r", "h:2", "--balance");
+	PARSE_BAD(WORDS("--max-fails"), "-l", ":1", "-r", "h:2", "--max-fails", "-1");
+	PARSE_BAD(WORDS("--max-fails"), "-l", ":1", "-r", "h:2", "--max-fails", "abc");
+	PARSE_BAD(WORDS("--max-fails"), "-l", ":1", "-r", "h:2", "--max-fails", "3x");
+	PARSE_BAD(WORDS("--max-fails"), "-l", ":1", "-r", "h:2", "--max-fails", "");
+	PARSE_BAD(WORDS("--max-fails"), "-l", ":1", "-r", "h:2", "--max-fails", "99999999999");
+	PARSE_BAD(WORDS("--fail-timeout", "duration"), "-l", ":1", "-r", "h:2", "--fail-timeout",
+		  "5x");
+	PARSE_BAD(WORDS("--fail-timeout", "year"), "-l", ":1", "-r", "h:2", "--fail-timeout",
+		  "8761h");
+	PARSE_BAD(WORDS("--connect-timeout", "greater than 0"), "-l", ":1", "-r", "h:2",
+		  "--connect-timeout", "0");
+	PARSE_BAD(WORDS("--connect-timeout", "greater than 0"), "-l", ":1", "-r", "h:2",
+		  "--connect-timeout", "0ms");
+	PARSE_BAD(WORDS("--connect-timeout", "duration"), "-l", ":1", "-r", "h:2",
+		  "--connect-timeout", "1.5s");
+	PARSE_BAD(WORDS("--idle-timeout", "duration"), "-l", ":1", "-r", "h:2", "--idle-timeout",
+		  "-1");
+	PARSE_BAD(WORDS("--idle-timeout", "duration"), "-l", ":1", "-r", "h:2", "--idle-timeout",
+		  "");
+	PARSE_BAD(WORDS("--max-conns"), "-l", ":1", "-r", "h:2", "--max-conns", "many");
+	PARSE_BAD(WORDS("--max-conns"), "-l", ":1", "-r", "h:2", "--max-conns", "-5");
+	PARSE_BAD(WORDS("--allow"), "-l", ":1", "-r", "h:2", "--allow", "bogus");
+	PARSE_BAD(WORDS("--allow"), "-l", ":1", "-r", "h:2", "--allow", "10.0.0.0/8", "--allow",
+		  "300.0.0.0/8");
+	PARSE_BAD(WORDS("--deny"), "-l", ":1", "-r", "h:2", "--deny", "10.0.0.0/99");
+	PARSE_BAD(WORDS("--deny", "argument"), "-l", ":1", "-r", "h:2", "--deny");
+	PARSE_BAD(WORDS("--proxy-protocol", "v3"), "-l", ":1", "-r", "h:2", "--proxy-protocol",
+		  "v3");
+	PARSE_BAD(WORDS("--proxy-protocol"), "-l", ":1", "-r", "h:2", "--proxy-protocol", "V1");
+	PARSE_BAD(WORDS("--no-keepalive", "option"), "-l", ":1", "-r", "h:2", "--no-keepalive=1");
+	PARSE_BAD(WORDS("--accept-proxy", "option"), "-l", ":1", "-r", "h:2", "--accept-proxy=yes");
+}
+
+Test(options, bad_upstreams_and_ranges)
+{
+	PARSE_BAD(WORDS("-r", "host"), "-l", ":1", "-r", ":80");
+	PARSE_BAD(WORDS("-r", "weight"), "-l", ":1", "-r", "h:80,weight=0");
+	PARSE_BAD(WORDS("-r", "weight"), "-l", ":1", "-r", "h:80,weight=257");
+	PARSE_BAD(WORDS("-r", "fast"), "-l", ":1", "-r", "h:80,backup,fast");
+	PARSE_BAD(WORDS("-r", "backwards"), "-l", ":1", "-r", "h:90-80");
+	PARSE_BAD(WORDS("-l", "backwards"), "-l", ":90-80", "-r", "h:1");
+	PARSE_BAD(WORDS("-l", "port"), "-l", ":1-70000", "-r", "h:1");
+	PARSE_BAD(WORDS("-l", "port"), "-l", ":80,backup", "-r", "h:1");
+	/* The second of several is checked too. */
+	PARSE_BAD(WORDS("-r", "port"), "-l", ":1", "-r", "h:1", "-r", "h:0");
+	PARSE_BAD(WORDS("-l", "port"), "-l", ":1", "-l", "x", "-r", "h:1");
+}
+
+Test(options, config_file)
+{
+	struct sf_config cfg;
+
+	cr_assert_eq(PARSE(&cfg, "-c", "/etc/sockfwd.conf"), SF_OPT_RUN, "%s", errbuf);
+	cr_assert_str_eq(cfg.file, "/etc/sockfwd.conf");
+	cr_assert_eq(cfg.check, 0);
+	cr_assert_eq(cfg.nrules, 0, "the file is not read here");
+	cr_assert_null(cfg.rules);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "--config=x.conf", "--check", "-j", "2", "--max-conns", "9"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_str_eq(cfg.file, "x.conf");
+	cr_assert_eq(cfg.check, 1);
+	cr_assert_eq(cfg.threads, 2);
+	cr_assert_eq(cfg.gset, SF_G_THREADS);
+	cr_assert_eq(cfg.defaults.max_conns, 9);
+	cr_assert_eq(cfg.defaults.set, SF_P_MAX_CONNS);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-t", "-c", "y.conf"), SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.check, 1);
+	sf_config_free(&cfg);
+}
+
+Test(options, config_file_usage_errors)
+{
+	PARSE_BAD(WORDS("-c", "-l"), "-c", "f.conf", "-l", ":1");
+	PARSE_BAD(WORDS("-c", "-r"), "-c", "f.conf", "-r", "h:1");
+	PARSE_BAD(WORDS("-c", "-l/-r"), "-l", ":1", "-r", "h:1", "--config", "f.conf");
+	PARSE_BAD(WORDS("-t", "-c"), "-t");
+	PARSE_BAD(WORDS("-t", "-c"), "-l", ":1", "-r", "h:1", "--check");
+	PARSE_BAD(WORDS("-c", "one"), "-c", "a.conf", "-c", "b.conf");
+	PARSE_BAD(WORDS("-c", "argument"), "-c");
+	PARSE_BAD(WORDS("-q", "-v"), "-c", "f.conf", "-q", "-v");
+}
+
+/* -h wins over what comes before it, and leaves nothing allocated. */
+Test(options, help_after_allocations)
+{
+	struct sf_config cfg;
+
+	cr_assert_eq(PARSE(&cfg, "-c", "f.conf", "--allow", "10.0.0.0/8", "-h"), SF_OPT_HELP);
+	cr_assert_null(cfg.file);
+	cr_assert_eq(cfg.defaults.nallow, 0);
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:1", "-V"), SF_OPT_VERSION);
+	cr_assert_null(cfg.rules);
+}
+
+Test(options, usage_lists_every_flag)
+{
+	static const char *const flags[] = {
+		"--listen",	  "--remote",	      "--config",	"--check",
+		"--backend",	  "--threads",	      "--buffer-size",	"--pipe-size",
+		"--balance",	  "--max-fails",      "--fail-timeout", "--connect-timeout",
+		"--idle-timeout", "--no-keepalive",   "--max-conns",	"--allow",
+		"--deny",	  "--proxy-protocol", "--accept-proxy", "--verbose",
+		"--quiet",	  "--help",	      "--version",	"weight=",
+		"backup",
+	};
+	const char *u = sf_usage();
+
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+		cr_assert(strstr(u, flags[i]) != NULL, "usage lacks %s", flags[i]);
+	/* Every line fits 80 columns. */
+	for (const char *p = u, *nl; *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		cr_assert_not_null(nl);
+		cr_assert_leq(nl - p, 80, "line too long: %.*s", (int)(nl - p), p);
+	}
 }
 
 /* ---- engine.h ---- */
