@@ -1,5 +1,6 @@
 /*
- * sockfwd: options, signals, workers and exit codes; nothing else.
+ * sockfwd: options, the first generation, workers, signals (stop,
+ * reload) and exit codes; nothing else.
  */
 #include <errno.h>
 #include <signal.h>
@@ -14,9 +15,21 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
+#include "sockfwd/rule.h"
 #include "sockfwd/worker.h"
 
 enum { EXIT_USAGE = 2 };
+
+#define GEN_ACK_MS 5000 /* how long a reload waits for every worker to take it */
+
+struct sf_main {
+	int argc;
+	char **argv;
+	const struct sf_engine *engine;
+	unsigned nworkers;
+	struct sf_worker *workers;
+	struct sf_gen *gen; /* the current generation (main's reference) */
+};
 
 /* Raise the soft descriptor limit to the hard one: forwarding is fds. */
 static void raise_nofile(void)
@@ -28,6 +41,106 @@ static void raise_nofile(void)
 		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
 			sf_log_warn("cannot raise RLIMIT_NOFILE");
 	}
+}
+
+/*
+ * Parse argv and the config file it names into *cfg, completed.
+ * Returns an enum sf_opt_result, or -EINVAL with the message in err.
+ */
+static int load_config(struct sf_main *m, struct sf_config *cfg, char *err, size_t errlen)
+{
+	int rc = sf_options_parse(m->argc, m->argv, cfg, err, errlen);
+
+	if (rc != SF_OPT_RUN)
+		return rc;
+	if (cfg->file != NULL && (rc = sf_config_load(cfg, err, errlen)) < 0)
+		return rc;
+	return sf_config_finish(cfg, err, errlen);
+}
+
+/* One line per rule at start and after a reload. */
+static void log_rules(const struct sf_main *m, const struct sf_gen *g)
+{
+	char lbuf[SF_ADDRSTRLEN];
+	size_t i, j, n;
+
+	for (i = 0; i < g->nrules; i++) {
+		const struct sf_rule *r = &g->rules[i];
+		const struct sf_listener *first = NULL;
+
+		for (j = 0, n = 0; j < g->nls; j++) {
+			if (g->ls[j].rule != r)
+				continue;
+			if (first == NULL)
+				first = &g->ls[j];
+			n++;
+		}
+		if (first == NULL)
+			continue;
+		sf_log_info("rule '%s': listening on %s%s, forwarding to %s%s (engine %s, %u "
+			    "thread%s)",
+			    r->name,
+			    sf_addr_format((const struct sockaddr *)&first->addr.ss, lbuf,
+					   sizeof(lbuf)),
+			    n > 1 ? " and more" : "", r->ups[0].label,
+			    r->nups > 1 ? " and more" : "", m->engine->name, m->nworkers,
+			    m->nworkers > 1 ? "s" : "");
+	}
+}
+
+/*
+ * SIGHUP: read the file again. An invalid file, or an address that
+ * cannot be bound, leaves the running rules untouched. Otherwise every
+ * worker takes the new generation; addresses in both keep their sockets.
+ */
+static void reload(struct sf_main *m)
+{
+	struct sf_config cfg;
+	struct sf_gen *g;
+	char err[1024];
+	uint64_t deadline;
+	unsigned i;
+	int rc;
+
+	memset(&cfg, 0, sizeof(cfg));
+	rc = load_config(m, &cfg, err, sizeof(err));
+	if (rc == SF_OPT_RUN && cfg.file == NULL) {
+		sf_log_warnx("SIGHUP: no config file (-c) to reload; ignored");
+		sf_config_free(&cfg);
+		return;
+	}
+	if (rc != SF_OPT_RUN) {
+		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_config_free(&cfg);
+		return;
+	}
+	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
+		sf_log_warnx("reload: engine and threads changes take effect at restart");
+	sf_log_setlevel(cfg.loglevel);
+	rc = sf_gen_build(&cfg, m->nworkers, &g, err, sizeof(err));
+	sf_config_free(&cfg);
+	if (rc < 0) {
+		sf_log_error("reload failed, keeping the running rules: %s", err);
+		return;
+	}
+	if ((rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
+		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_gen_unref(g);
+		return;
+	}
+	for (i = 0; i < m->nworkers; i++)
+		sf_worker_post_gen(&m->workers[i], g);
+	/* Wait until every worker serves g, so reloads never overlap. */
+	deadline = sf_now_ms() + GEN_ACK_MS;
+	for (i = 0; i < m->nworkers; i++) {
+		while (__atomic_load_n(&m->workers[i].gen, __ATOMIC_ACQUIRE) != g &&
+		       sf_now_ms() < deadline)
+			usleep(1000);
+	}
+	sf_gen_unref(m->gen);
+	m->gen = g;
+	sf_log_info("reloaded %s", g->cfg.file);
+	log_rules(m, g);
 }
 
 /*
@@ -52,13 +165,13 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		t.accepted += __atomic_load_n(&ws[i].stats.accepted, __ATOMIC_RELAXED);
-		t.closed += __atomic_load_n(&ws[i].stats.closed, __ATOMIC_RELAXED);
-		t.resets += __atomic_load_n(&ws[i].stats.resets, __ATOMIC_RELAXED);
-		t.bytes[0] += __atomic_load_n(&ws[i].stats.bytes[0], __ATOMIC_RELAXED);
-		t.bytes[1] += __atomic_load_n(&ws[i].stats.bytes[1], __ATOMIC_RELAXED);
-		t.spliced[0] += __atomic_load_n(&ws[i].stats.spliced[0], __ATOMIC_RELAXED);
-		t.spliced[1] += __atomic_load_n(&ws[i].stats.spliced[1], __ATOMIC_RELAXED);
+		t.accepted += SF_ATOMIC_GET(ws[i].stats.accepted);
+		t.closed += SF_ATOMIC_GET(ws[i].stats.closed);
+		t.resets += SF_ATOMIC_GET(ws[i].stats.resets);
+		t.bytes[0] += SF_ATOMIC_GET(ws[i].stats.bytes[0]);
+		t.bytes[1] += SF_ATOMIC_GET(ws[i].stats.bytes[1]);
+		t.spliced[0] += SF_ATOMIC_GET(ws[i].stats.spliced[0]);
+		t.spliced[1] += SF_ATOMIC_GET(ws[i].stats.spliced[1]);
 	}
 	sf_log_info("stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
 		    "spliced=%llu/%llu",
@@ -68,19 +181,40 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 		    (unsigned long long)t.spliced[1]);
 }
 
+/* Take signals until a stop; returns the exit status. */
+static int serve(struct sf_main *m, sigset_t *sigs)
+{
+	int sig;
+
+	for (;;) {
+		if (sigwait(sigs, &sig) != 0)
+			return 0;
+		switch (sig) {
+		case SIGHUP:
+			reload(m);
+			break;
+		case SIGUSR1: /* a worker failed: see sf_worker_fail */
+			return 1;
+		default:
+			return 0;
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
-	static struct sf_config cfg;
-	static struct sf_addrlist listen_addrs, upstreams;
-	const struct sf_hostport *listen_hp, *remote_hp;
-	struct sf_worker *workers;
-	char err[512], lbuf[SF_ADDRSTRLEN], names[128];
+	static struct sf_main m;
+	struct sf_config cfg;
+	char err[1024], names[128];
 	struct timespec deadline;
 	sigset_t sigs;
 	unsigned i, started = 0;
-	int rc, sig, status = 0, stuck = 0;
+	int rc, status = 0, stuck = 0;
 
-	rc = sf_options_parse(argc, argv, &cfg, err, sizeof(err));
+	m.argc = argc;
+	m.argv = argv;
+	memset(&cfg, 0, sizeof(cfg));
+	rc = load_config(&m, &cfg, err, sizeof(err));
 	if (rc == SF_OPT_HELP) {
 		fputs(sf_usage(), stdout);
 		return 0;
@@ -91,53 +225,46 @@ int main(int argc, char **argv)
 	}
 	if (rc < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
-	if (cfg.file != NULL && sf_config_load(&cfg, err, sizeof(err)) < 0)
+	sf_log_setlevel(cfg.loglevel);
+	m.engine = cfg.engine;
+	m.nworkers = cfg.threads;
+	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "-b %s: %s", m.engine->name, err);
+	if (sf_gen_build(&cfg, m.nworkers, &m.gen, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
-	if (sf_config_finish(&cfg, err, sizeof(err)) < 0)
-		sf_fatalx(EXIT_USAGE, "%s", err);
-	if (cfg.check) {
-		printf("%s: ok, %zu rule%s\n", cfg.file, cfg.nrules, cfg.nrules > 1 ? "s" : "");
-		sf_config_free(&cfg);
+	if (m.gen->cfg.check) {
+		printf("%s: OK (%zu rule%s, %zu listener%s)\n", m.gen->cfg.file, m.gen->nrules,
+		       m.gen->nrules > 1 ? "s" : "", m.gen->nls, m.gen->nls > 1 ? "s" : "");
 		return 0;
 	}
-	sf_log_setlevel(cfg.loglevel);
-	/* Until the rule runtime lands: the first rule's first listen and upstream. */
-	listen_hp = &cfg.rules[0].listen[0].hp;
-	remote_hp = &cfg.rules[0].ups[0].hp;
-	if (cfg.nrules > 1 || cfg.rules[0].nlisten > 1 || cfg.rules[0].nups > 1 ||
-	    cfg.rules[0].listen[0].port_last != listen_hp->port)
-		sf_log_warnx("this build serves only the first listen port and upstream of "
-			     "rule '%s'",
-			     cfg.rules[0].name);
-	if (cfg.engine->probe != NULL && cfg.engine->probe(err, sizeof(err)) < 0)
-		sf_fatalx(EXIT_USAGE, "-b %s: %s", cfg.engine->name, err);
-	if (sf_addr_resolve(remote_hp, 0, &upstreams, err, sizeof(err)) < 0)
-		sf_fatalx(EXIT_USAGE, "-r: %s", err);
-	if (sf_addr_resolve(listen_hp, 1, &listen_addrs, err, sizeof(err)) < 0)
-		sf_fatalx(EXIT_USAGE, "-l: %s", err);
 
 	/* SIGPIPE never kills a forwarder; sends use MSG_NOSIGNAL as well. */
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	/* Nothing listens until the whole configuration is valid. */
+	if (sf_gen_listen(m.gen, NULL, err, sizeof(err)) < 0)
+		sf_fatalx(1, "%s", err);
 	/* Workers inherit this mask, so only the main thread takes signals. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	workers = calloc(cfg.threads, sizeof(*workers));
-	if (workers == NULL)
+	m.workers = calloc(m.nworkers, sizeof(*m.workers));
+	if (m.workers == NULL)
 		sf_fatal(1, "calloc");
-	for (i = 0; i < cfg.threads; i++) {
-		workers[i].id = i;
-		workers[i].cfg = &cfg;
-		workers[i].upstreams = &upstreams;
-		if (sf_worker_listen(&workers[i], &listen_addrs, err, sizeof(err)) < 0)
-			sf_fatalx(1, "%s", err);
+	for (i = 0; i < m.nworkers; i++) {
+		rc = sf_worker_init(&m.workers[i], i, m.engine, m.gen->cfg.buffer_size,
+				    m.gen->cfg.pipe_size, m.gen);
+		if (rc < 0) {
+			errno = -rc;
+			sf_fatal(1, "worker %u", i);
+		}
 	}
-	for (i = 0; i < cfg.threads; i++, started++) {
-		rc = sf_worker_start(&workers[i]);
+	for (i = 0; i < m.nworkers; i++, started++) {
+		rc = sf_worker_start(&m.workers[i]);
 		if (rc < 0) {
 			errno = -rc;
 			sf_log_error("cannot start worker thread %u", i);
@@ -146,23 +273,13 @@ int main(int argc, char **argv)
 		}
 	}
 	if (status == 0) {
-		struct sockaddr_storage ss;
-		socklen_t len = sizeof(ss);
-
-		getsockname(workers[0].lfd, (struct sockaddr *)&ss, &len);
-		sf_log_info("listening on %s, forwarding to %s:%u (engine %s, %u thread%s)",
-			    sf_addr_format((struct sockaddr *)&ss, lbuf, sizeof(lbuf)),
-			    remote_hp->host, remote_hp->port, cfg.engine->name, cfg.threads,
-			    cfg.threads > 1 ? "s" : "");
-		if (sigwait(&sigs, &sig) != 0)
-			sig = SIGTERM;
-		/* SIGUSR1 comes from a worker that failed: see sf_worker_fail. */
-		status = sig == SIGUSR1 ? 1 : 0;
+		log_rules(&m, m.gen);
+		status = serve(&m, &sigs);
 	}
 
-	/* Stop accepting, close, and be gone within a second. */
+	/* Stop accepting, reset what is open, and be gone within a second. */
 	for (i = 0; i < started; i++)
-		cfg.engine->stop(&workers[i]);
+		m.engine->stop(&m.workers[i]);
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_nsec += 800 * 1000000L;
 	if (deadline.tv_nsec >= 1000000000L) {
@@ -170,15 +287,15 @@ int main(int argc, char **argv)
 		deadline.tv_nsec -= 1000000000L;
 	}
 	for (i = 0; i < started; i++)
-		stuck |= join_until(&workers[i], &deadline);
+		stuck |= join_until(&m.workers[i], &deadline);
 	/* After the joins, so connections closed by the stop count too. */
-	log_totals(workers, started);
+	log_totals(m.workers, started);
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)
 		exit(status);
-	for (i = 0; i < cfg.threads; i++)
-		sf_worker_destroy(&workers[i]);
-	free(workers);
-	sf_config_free(&cfg);
+	for (i = 0; i < m.nworkers; i++)
+		sf_worker_destroy(&m.workers[i]);
+	free(m.workers);
+	sf_gen_unref(m.gen);
 	return status;
 }

@@ -1,11 +1,24 @@
 /*
- * The per-connection policy every engine shares: choosing and connecting
- * the upstream, half-close, reset propagation, accounting and the close
- * log line. Engines move bytes; they decide nothing else.
+ * The per-connection policy every engine shares: admission (allow/deny,
+ * the PROXY header of --accept-proxy), choosing and connecting the
+ * upstream with fail-over and passive health, the `connected` hook
+ * (keepalive, the PROXY header sent upstream), timeouts, half-close,
+ * reset propagation, accounting and the close log line. Engines move
+ * bytes and call these; they decide nothing else.
  *
  * Directions are named by their source: SF_C2U reads the client (fd[0])
  * and writes the upstream (fd[1]); SF_U2C the reverse. So fd[dir] is the
  * source of dir and fd[!dir] its destination.
+ *
+ * Lifecycle, as every engine drives it:
+ *   sf_conn_init          accepted (the rule's max_conns slot is taken)
+ *   sf_conn_admit         allowed? header to read first?
+ *   sf_conn_read_proxy    (--accept-proxy) until it returns 1
+ *   sf_conn_connect       first attempt; sf_conn_connect_next per failure
+ *   sf_conn_connected     the upstream is up: then bytes flow
+ *   sf_conn_shut / sf_conn_close / sf_conn_reset
+ * with sf_conn_deadline telling when the connection's one timer is due
+ * and sf_conn_expired what that means.
  */
 #ifndef SOCKFWD_CONN_H
 #define SOCKFWD_CONN_H
@@ -13,51 +26,110 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "rule.h"
+#include "timer.h"
 
 struct sf_worker;
 
 enum { SF_CLIENT = 0, SF_UPSTREAM = 1 };
 enum { SF_C2U = 0, SF_U2C = 1 };
 
-#define SF_CONN_EOF(d)	(1u << (d))	  /* source of d sent FIN */
-#define SF_CONN_SHUT(d) (1u << (2 + (d))) /* FIN passed on to destination of d */
-#define SF_CONN_CLOSED	(1u << 4)
+#define SF_CONN_EOF(d)	 (1u << (d))	   /* source of d sent FIN */
+#define SF_CONN_SHUT(d)	 (1u << (2 + (d))) /* FIN passed on to destination of d */
+#define SF_CONN_CLOSED	 (1u << 4)
+#define SF_CONN_PROXY	 (1u << 5) /* a PROXY header is still to be read */
+#define SF_CONN_UP	 (1u << 6) /* connected: counted in its upstream's active */
+#define SF_CONN_TIMEDOUT (1u << 7) /* the last connect attempt timed out */
 
 struct sf_conn {
 	struct sf_worker *w;
+	struct sf_gen *gen; /* a reference, so the rule outlives a reload */
+	struct sf_rule *rule;
+	const struct sf_listener *l;
 	int fd[2];
 	unsigned flags;
-	unsigned upstream; /* index in w->upstreams being tried */
+	int up;		/* upstream being tried or used, -1 before */
+	unsigned addr;	/* its resolved address being tried */
+	uint64_t tried; /* upstreams tried, bit per index */
 	uint64_t bytes[2];
 	uint64_t spliced[2];
 	uint64_t start_ms;
-	struct sf_sockaddr peer;
+	uint64_t last_ms;	  /* last byte written either way (idle timeout) */
+	struct sf_sockaddr peer;  /* the client: its socket's, or its PROXY header's */
+	struct sf_sockaddr local; /* where it connected to (PROXY headers) */
+	struct sf_sockaddr uaddr; /* upstream address tried or used */
+	struct sf_timer timer;
+	char *hdr; /* --accept-proxy: header bytes read so far */
+	uint16_t hdr_len;
 };
 
-/* Start accounting for a freshly accepted client fd. */
-void sf_conn_init(struct sf_conn *c, struct sf_worker *w, int cfd, const struct sf_sockaddr *peer);
+/*
+ * A client fd was accepted on ls (its rule's slot already taken with
+ * sf_rule_reserve): start accounting, take a generation reference.
+ */
+void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, int cfd,
+		  const struct sf_sockaddr *peer);
 
 /*
- * Open the upstream socket, trying the resolved addresses from
- * c->upstream on. Sets c->fd[SF_UPSTREAM]. Returns 0 when connected,
- * -EINPROGRESS when a non-blocking connect is under way, or -errno once
- * every address has failed (fd[SF_UPSTREAM] is then -1).
+ * Decide on a new connection. Returns 0 to connect upstream now, 1 when
+ * a PROXY header must be read first (sf_conn_read_proxy when the client
+ * is readable, within SF_PROXY_TIMEOUT), or -EACCES when the client is
+ * refused (the caller resets it with SF_R_DENIED).
+ */
+int sf_conn_admit(struct sf_conn *c);
+
+/*
+ * Read the client's PROXY header (non-blocking, or blocking with a
+ * receive timeout): peeks, then consumes exactly the header, so no
+ * client byte is lost. Returns 1 when read (the address it carries is
+ * now the peer; allow/deny applied), 0 when more bytes are needed, or
+ * -errno: -EPROTO malformed or truncated, -EACCES refused by the lists,
+ * other errors from recv. The caller resets with SF_R_PROXY_HEADER
+ * (SF_R_DENIED for -EACCES).
+ */
+int sf_conn_read_proxy(struct sf_conn *c);
+
+/*
+ * Open the upstream socket: choose an upstream (balance, health) and try
+ * its addresses, then the next upstream, until one connects or is under
+ * way. Sets fd[SF_UPSTREAM]. Returns 0 when connected, -EINPROGRESS when
+ * a non-blocking connect is under way (completion is told by
+ * writability; the connect timeout is the caller's timer), or -errno
+ * once every upstream failed (fd[SF_UPSTREAM] is then -1).
  */
 int sf_conn_connect(struct sf_conn *c, int blocking);
 
 /*
- * A non-blocking connect finished with error err (-errno): close that
- * socket and try the next address. Same returns as sf_conn_connect.
+ * The attempt under way failed with err (-errno; -ETIMEDOUT when the
+ * caller's timer fired): close that socket, count the failure, go on to
+ * the next address or upstream. Same returns as sf_conn_connect.
  */
 int sf_conn_connect_next(struct sf_conn *c, int err);
 
+/*
+ * The upstream connect completed: record it for health and leastconn,
+ * set keepalive, send the PROXY header (before any client byte). Returns
+ * 0, or -errno (the caller resets the connection).
+ */
+int sf_conn_connected(struct sf_conn *c);
+
+/*
+ * When the connection's timer is due (CLOCK_MONOTONIC ms), or 0 for
+ * none: the connect timeout while connecting (from now), the header
+ * deadline while a PROXY header is awaited, else the idle timeout after
+ * the last byte.
+ */
+uint64_t sf_conn_deadline(const struct sf_conn *c, int connecting, uint64_t now);
+
+/*
+ * The timer fired at now on an established connection: returns 1 when
+ * it is idle (the caller resets with SF_R_IDLE_TIMEOUT), else 0 and the
+ * caller re-arms at sf_conn_deadline.
+ */
+int sf_conn_idle(const struct sf_conn *c, uint64_t now);
+
 /* Count n bytes forwarded in direction d (spliced: through a pipe). */
-static inline void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced)
-{
-	c->bytes[d] += n;
-	if (spliced)
-		c->spliced[d] += n;
-}
+void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced);
 
 /* The source of d sent FIN; its bytes may still be in flight. */
 static inline void sf_conn_eof(struct sf_conn *c, int d) { c->flags |= SF_CONN_EOF(d); }
@@ -70,12 +142,16 @@ static inline void sf_conn_eof(struct sf_conn *c, int d) { c->flags |= SF_CONN_E
 int sf_conn_shut(struct sf_conn *c, int d);
 
 /* Both directions are done: close both sockets, log, count. */
-void sf_conn_close(struct sf_conn *c, const char *reason);
+void sf_conn_close(struct sf_conn *c);
 
 /*
- * One side failed or reset (err is -errno, or 0): reset the other side
- * too (SO_LINGER 0, close), close both, log, count.
+ * End the connection with a reset on both sides (SO_LINGER 0, close):
+ * reason is an enum sf_reason, side the socket whose failure caused it
+ * (SF_CLIENT, SF_UPSTREAM, or -1), err a -errno or 0. Logs and counts.
  */
-void sf_conn_reset(struct sf_conn *c, const char *reason, int err);
+void sf_conn_reset(struct sf_conn *c, int reason, int side, int err);
+
+/* The reason a failed connect ends with: refused, or connect-timeout. */
+int sf_conn_connect_reason(const struct sf_conn *c);
 
 #endif

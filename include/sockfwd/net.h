@@ -5,6 +5,8 @@
 #ifndef SOCKFWD_NET_H
 #define SOCKFWD_NET_H
 
+#include <stdint.h>
+
 #include "addr.h"
 
 /*
@@ -24,10 +26,15 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking);
 /*
  * Connect to a. Non-blocking unless blocking is set: then -EINPROGRESS
  * can come back with *fdp set, and completion is told by writability and
- * sf_net_so_error. TCP_NODELAY is set. Returns 0 (connected),
- * -EINPROGRESS, or -errno (nothing left open).
+ * sf_net_so_error. A blocking connect gives up after timeout_ms (0:
+ * the kernel's) and returns -EINPROGRESS with *fdp set. TCP_NODELAY is
+ * set. Returns 0 (connected), -EINPROGRESS, or -errno (nothing left
+ * open).
  */
-int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp);
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms, int *fdp);
+
+/* SO_KEEPALIVE with idle 60 s, interval 10 s, 6 probes; or off. Best effort. */
+void sf_net_keepalive(int fd, int on);
 
 /* TCP_NODELAY, best effort: a failure only costs latency. */
 void sf_net_set_nodelay(int fd);

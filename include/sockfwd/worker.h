@@ -1,16 +1,21 @@
 /*
- * A worker: one thread with its own SO_REUSEPORT listener and whatever
- * state its engine keeps. Counters are written by the worker's own
- * threads only (relaxed atomics, read by metrics later).
+ * A worker: one thread serving every rule, with its own SO_REUSEPORT
+ * socket for every listener, and whatever state its engine keeps.
+ * Counters are written by the worker's own threads only (relaxed
+ * atomics, read by metrics later).
+ *
+ * The main thread talks to a worker through a command channel: an
+ * eventfd that becomes readable, and a set of command bits (stop, a new
+ * generation to take).
  */
 #ifndef SOCKFWD_WORKER_H
 #define SOCKFWD_WORKER_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "addr.h"
-#include "options.h"
+#include "rule.h"
 
 struct sf_worker_stats {
 	uint64_t accepted;
@@ -21,37 +26,60 @@ struct sf_worker_stats {
 	uint64_t spliced[2]; /* the part of bytes[] moved by splice */
 };
 
+enum { SF_WCMD_STOP = 1u << 0, SF_WCMD_GEN = 1u << 1 };
+
+struct sf_engine;
+
 struct sf_worker {
 	unsigned id;
-	const struct sf_config *cfg;
-	const struct sf_addrlist *upstreams;
-	int lfd;    /* listening socket */
-	int stopfd; /* eventfd: readable once stop was asked */
+	const struct sf_engine *engine;
+	size_t buffer_size; /* fixed at start, as the engine and threads */
+	size_t pipe_size;
+	struct sf_gen *gen;	/* the generation served (a reference) */
+	struct sf_gen *pending; /* the next one, under lock */
+	pthread_mutex_t lock;
+	int cmdfd;    /* eventfd: readable once a command waits */
+	unsigned cmd; /* SF_WCMD_* (atomic) */
 	pthread_t thread;
 	int result;
 	struct sf_worker_stats stats;
 	void *engine_state;
+	uint64_t now_ms;       /* the loop's clock, read on the data path */
 	uint64_t last_warn_ms; /* rate limit for accept warnings */
 };
 
-#endif
-
-/* How long accept stays paused after EMFILE/ENFILE (as nginx does). */
+/* How long accept stays paused after EMFILE/ENFILE, or while a rule is full. */
 #define SF_ACCEPT_PAUSE_MS 100
 
-/*
- * Open w's listener on the first address of la that binds.
- * Returns 0, or -errno with a message naming the address in err.
- */
-int sf_worker_listen(struct sf_worker *w, const struct sf_addrlist *la, char *err, size_t errlen);
+/* Set up w (id, engine, a reference to gen) and its command channel. Returns 0 or -errno. */
+int sf_worker_init(struct sf_worker *w, unsigned id, const struct sf_engine *engine,
+		   size_t buffer_size, size_t pipe_size, struct sf_gen *gen);
 
 /* Start w's thread running its engine. Returns 0 or -errno. */
 int sf_worker_start(struct sf_worker *w);
 
-/* Ask w to stop: makes w->stopfd readable. Async-signal-safe. */
+/* Ask w to stop. Async-signal-safe. */
 void sf_worker_stop(struct sf_worker *w);
 
-/* Close what sf_worker_listen and the eventfd opened. */
+/* Hand w a new generation (takes a reference for it). */
+void sf_worker_post_gen(struct sf_worker *w, struct sf_gen *g);
+
+/*
+ * In the worker: drain the command channel. Returns the SF_WCMD_* bits
+ * that were set since the last call.
+ */
+unsigned sf_worker_commands(struct sf_worker *w);
+
+/*
+ * In the worker: take the generation posted, or NULL. The caller moves
+ * its listeners over, then calls sf_worker_adopt.
+ */
+struct sf_gen *sf_worker_take_gen(struct sf_worker *w);
+
+/* Make g current: close the listeners it dropped, let the old one go. */
+void sf_worker_adopt(struct sf_worker *w, struct sf_gen *g);
+
+/* Close w's listeners and channel, drop its references. */
 void sf_worker_destroy(struct sf_worker *w);
 
 /*
@@ -66,3 +94,5 @@ uint64_t sf_now_ms(void);
 
 /* A worker hit a fatal runtime error: make the process exit with 1. */
 void sf_worker_fail(struct sf_worker *w, int rc, const char *what);
+
+#endif

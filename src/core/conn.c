@@ -1,9 +1,13 @@
 /*
- * Per-connection policy shared by every engine: upstream connect with
- * fail-over across resolved addresses, half-close, reset propagation,
- * accounting and the close log line.
+ * Per-connection policy shared by every engine: admission, the upstream
+ * connect with fail-over and passive health, the connected hook,
+ * timeouts, half-close, reset propagation, accounting and the close log
+ * line. See conn.h for the lifecycle.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,51 +15,252 @@
 #include "sockfwd/conn.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
+#include "sockfwd/proxy.h"
 #include "sockfwd/worker.h"
 
-#define STAT_ADD(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
-#define STAT_SUB(field, n) __atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED)
-
-void sf_conn_init(struct sf_conn *c, struct sf_worker *w, int cfd, const struct sf_sockaddr *peer)
+void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, int cfd,
+		  const struct sf_sockaddr *peer)
 {
 	memset(c, 0, sizeof(*c));
 	c->w = w;
+	c->gen = ls->l->gen; /* not w->gen: a reload may have moved on */
+	sf_gen_ref(c->gen);
+	c->l = ls->l;
+	c->rule = ls->l->rule;
 	c->fd[SF_CLIENT] = cfd;
 	c->fd[SF_UPSTREAM] = -1;
-	c->start_ms = sf_now_ms();
+	c->up = -1;
+	c->start_ms = c->last_ms = sf_now_ms();
 	if (peer != NULL)
 		c->peer = *peer;
-	STAT_ADD(w->stats.accepted, 1);
-	STAT_ADD(w->stats.active, 1);
+	sf_timer_init(&c->timer, NULL);
+	SF_ATOMIC_ADD(w->stats.accepted, 1);
+	SF_ATOMIC_ADD(w->stats.active, 1);
+	SF_ATOMIC_ADD(c->rule->stats.accepted, 1);
+}
+
+/* Does anything need the client's address (engines may skip getpeername)? */
+static int needs_peer(const struct sf_conn *c)
+{
+	const struct sf_rule *r = c->rule;
+
+	return r->allow != NULL || r->deny != NULL || r->pol->balance == SF_BAL_SOURCE ||
+	       r->pol->proxy_protocol != SF_PP_NONE || sf_log_level() >= SF_LOG_VERBOSE;
+}
+
+int sf_conn_admit(struct sf_conn *c)
+{
+	if (c->peer.len == 0 && needs_peer(c)) {
+		c->peer.len = sizeof(c->peer.ss);
+		if (getpeername(c->fd[SF_CLIENT], (struct sockaddr *)&c->peer.ss, &c->peer.len) < 0)
+			return -errno;
+	}
+	if (c->rule->pol->accept_proxy) {
+		c->hdr = malloc(SF_PROXY_V2_MAX);
+		if (c->hdr == NULL)
+			return -ENOMEM;
+		c->flags |= SF_CONN_PROXY;
+		return 1; /* allow/deny applies to the address in the header */
+	}
+	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 0 : -EACCES;
+}
+
+/*
+ * Header bytes are peeked, then consumed: all of them while the header
+ * is incomplete (they can only be header), exactly the rest once it is
+ * complete, so the first client byte stays in the socket. Works the same
+ * on blocking sockets (naive), where a peek of a partial header would
+ * otherwise return at once forever.
+ */
+int sf_conn_read_proxy(struct sf_conn *c)
+{
+	struct sf_proxy_info info;
+	int fd = c->fd[SF_CLIENT];
+	ssize_t n, hlen;
+
+	for (;;) {
+		n = recv(fd, c->hdr + c->hdr_len, SF_PROXY_V2_MAX - c->hdr_len, MSG_PEEK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -errno;
+		}
+		if (n == 0)
+			return -EPROTO; /* FIN before a whole header */
+		hlen = sf_proxy_decode(c->hdr, c->hdr_len + (size_t)n, &info);
+		if (hlen < 0)
+			return -EPROTO;
+		if (hlen == 0) {
+			if (c->hdr_len + (size_t)n >= SF_PROXY_V2_MAX)
+				return -EPROTO;
+			/* Every byte so far is header: take them and wait for more. */
+			if (recv(fd, c->hdr + c->hdr_len, (size_t)n, 0) != n)
+				return -EIO;
+			c->hdr_len += (uint16_t)n;
+			continue;
+		}
+		n = hlen - c->hdr_len;
+		if (n > 0 && recv(fd, c->hdr + c->hdr_len, (size_t)n, 0) != n)
+			return -EIO;
+		break;
+	}
+	free(c->hdr);
+	c->hdr = NULL;
+	c->flags &= ~SF_CONN_PROXY;
+	if (!info.local) {
+		c->peer = info.src;
+		c->local = info.dst;
+	}
+	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 1 : -EACCES;
+}
+
+static void set_port(struct sf_sockaddr *a, uint16_t port)
+{
+	if (a->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+}
+
+/* The address of upstream u to try now, with a port range applied. */
+static void upstream_addr(const struct sf_conn *c, const struct sf_upstream *u,
+			  struct sf_sockaddr *a)
+{
+	*a = u->addrs.a[c->addr];
+	if (u->conf.port_last != u->conf.hp.port)
+		set_port(a, (uint16_t)(u->conf.hp.port + c->l->index));
 }
 
 int sf_conn_connect(struct sf_conn *c, int blocking)
 {
-	const struct sf_addrlist *ups = c->w->upstreams;
-	int rc = -ENOENT;
+	struct sf_rule *r = c->rule;
+	uint64_t now = sf_now_ms();
+	int rc = -ECONNREFUSED, idx;
 
-	for (; c->upstream < ups->n; c->upstream++) {
-		rc = sf_net_connect(&ups->a[c->upstream], blocking, &c->fd[SF_UPSTREAM]);
-		if (rc == 0 || rc == -EINPROGRESS)
+	for (;;) {
+		struct sf_upstream *u;
+
+		if (c->up < 0 || c->addr >= r->ups[c->up].addrs.n) {
+			idx = sf_rule_pick(r, (const struct sockaddr *)&c->peer.ss, c->tried, now);
+			if (idx < 0)
+				return rc;
+			c->up = idx;
+			c->addr = 0;
+			c->tried |= 1ull << idx;
+		}
+		u = &r->ups[c->up];
+		upstream_addr(c, u, &c->uaddr);
+		SF_ATOMIC_ADD(u->attempts, 1);
+		rc = sf_net_connect(&c->uaddr, blocking, blocking ? r->pol->connect_timeout_ms : 0,
+				    &c->fd[SF_UPSTREAM]);
+		if (rc == 0 || (rc == -EINPROGRESS && !blocking))
 			return rc;
+		if (rc == -EINPROGRESS) {
+			/* A blocking connect past SO_SNDTIMEO: the connect timeout. */
+			close(c->fd[SF_UPSTREAM]);
+			c->fd[SF_UPSTREAM] = -1;
+			rc = -ETIMEDOUT;
+		}
 		/* Out of descriptors: another address will not help. */
 		if (rc == -EMFILE || rc == -ENFILE)
-			break;
+			return rc;
+		if (rc == -ETIMEDOUT)
+			c->flags |= SF_CONN_TIMEDOUT;
+		else
+			c->flags &= ~SF_CONN_TIMEDOUT;
+		if (++c->addr >= u->addrs.n)
+			sf_upstream_failed(r, u, now);
 	}
-	return rc;
 }
 
 int sf_conn_connect_next(struct sf_conn *c, int err)
 {
-	/* sf_conn_connect already tried every address when it left no socket. */
-	if (c->fd[SF_UPSTREAM] < 0)
+	struct sf_upstream *u;
+
+	if (c->fd[SF_UPSTREAM] >= 0) {
+		close(c->fd[SF_UPSTREAM]);
+		c->fd[SF_UPSTREAM] = -1;
+	}
+	if (c->up < 0)
 		return err;
-	close(c->fd[SF_UPSTREAM]);
-	c->fd[SF_UPSTREAM] = -1;
-	c->upstream++;
-	if (c->upstream >= c->w->upstreams->n)
-		return err;
+	if (err == -ETIMEDOUT)
+		c->flags |= SF_CONN_TIMEDOUT;
+	else
+		c->flags &= ~SF_CONN_TIMEDOUT;
+	u = &c->rule->ups[c->up];
+	if (++c->addr >= u->addrs.n)
+		sf_upstream_failed(c->rule, u, sf_now_ms());
 	return sf_conn_connect(c, 0);
+}
+
+int sf_conn_connect_reason(const struct sf_conn *c)
+{
+	return (c->flags & SF_CONN_TIMEDOUT) ? SF_R_CONNECT_TIMEOUT : SF_R_REFUSED;
+}
+
+/* Send the PROXY header: the socket is fresh, so it fits whole or fails. */
+static int send_proxy_header(struct sf_conn *c)
+{
+	char hdr[SF_PROXY_ENC_MAX];
+	ssize_t n, m;
+
+	if (c->local.len == 0) {
+		c->local.len = sizeof(c->local.ss);
+		if (getsockname(c->fd[SF_CLIENT], (struct sockaddr *)&c->local.ss, &c->local.len) <
+		    0)
+			return -errno;
+	}
+	if (c->peer.len == 0) {
+		c->peer.len = sizeof(c->peer.ss);
+		if (getpeername(c->fd[SF_CLIENT], (struct sockaddr *)&c->peer.ss, &c->peer.len) < 0)
+			return -errno;
+	}
+	n = sf_proxy_encode(c->rule->pol->proxy_protocol, (const struct sockaddr *)&c->peer.ss,
+			    (const struct sockaddr *)&c->local.ss, hdr, sizeof(hdr));
+	if (n < 0)
+		return (int)n;
+	do
+		m = send(c->fd[SF_UPSTREAM], hdr, (size_t)n, MSG_NOSIGNAL);
+	while (m < 0 && errno == EINTR);
+	if (m < 0)
+		return -errno;
+	return m == n ? 0 : -EIO;
+}
+
+int sf_conn_connected(struct sf_conn *c)
+{
+	struct sf_upstream *u = &c->rule->ups[c->up];
+	const struct sf_policy *p = c->rule->pol;
+
+	sf_upstream_ok(u);
+	SF_ATOMIC_ADD(u->active, 1);
+	c->flags |= SF_CONN_UP;
+	c->flags &= ~SF_CONN_TIMEDOUT;
+	/* The client socket inherited keepalive from its listener. */
+	if (p->keepalive)
+		sf_net_keepalive(c->fd[SF_UPSTREAM], 1);
+	c->last_ms = sf_now_ms();
+	if (p->proxy_protocol != SF_PP_NONE)
+		return send_proxy_header(c);
+	return 0;
+}
+
+uint64_t sf_conn_deadline(const struct sf_conn *c, int connecting, uint64_t now)
+{
+	const struct sf_policy *p = c->rule->pol;
+
+	if (c->flags & SF_CONN_PROXY)
+		return c->start_ms + SF_PROXY_TIMEOUT;
+	if (connecting)
+		return now + p->connect_timeout_ms;
+	return p->idle_timeout_ms ? c->last_ms + p->idle_timeout_ms : 0;
+}
+
+int sf_conn_idle(const struct sf_conn *c, uint64_t now)
+{
+	uint64_t idle = c->rule->pol->idle_timeout_ms;
+
+	return idle != 0 && now >= c->last_ms + idle;
 }
 
 int sf_conn_shut(struct sf_conn *c, int d)
@@ -70,53 +275,89 @@ int sf_conn_shut(struct sf_conn *c, int d)
 	       (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C));
 }
 
-/* Fold the connection into its worker's counters and log its close line. */
-static void conn_finish(struct sf_conn *c, const char *reason, int err, int reset)
+/* The -v close line. */
+static void log_close(const struct sf_conn *c, int reason, int side, int err, int reset)
 {
-	struct sf_worker *w = c->w;
-	char cbuf[SF_ADDRSTRLEN], ubuf[SF_ADDRSTRLEN];
+	char cbuf[SF_ADDRSTRLEN], ubuf[SF_ADDRSTRLEN], detail[160] = "";
 	uint64_t dur = sf_now_ms() - c->start_ms;
 
-	c->flags |= SF_CONN_CLOSED;
-	STAT_SUB(w->stats.active, 1);
-	STAT_ADD(w->stats.closed, 1);
-	if (reset)
-		STAT_ADD(w->stats.resets, 1);
-	STAT_ADD(w->stats.bytes[0], c->bytes[0]);
-	STAT_ADD(w->stats.bytes[1], c->bytes[1]);
-	STAT_ADD(w->stats.spliced[0], c->spliced[0]);
-	STAT_ADD(w->stats.spliced[1], c->spliced[1]);
-	if (sf_log_level() < SF_LOG_VERBOSE)
-		return;
-	if (c->upstream < w->upstreams->n)
-		sf_addr_format((const struct sockaddr *)&w->upstreams->a[c->upstream].ss, ubuf,
-			       sizeof(ubuf));
+	if (c->up >= 0 && c->uaddr.len > 0)
+		sf_addr_format((const struct sockaddr *)&c->uaddr.ss, ubuf, sizeof(ubuf));
 	else
 		strcpy(ubuf, "-");
-	sf_log_verbose("close %s -> %s c2u=%llu u2c=%llu spliced=%llu/%llu time=%llu.%03llus "
-		       "%s=%s%s%s",
-		       sf_addr_format((const struct sockaddr *)&c->peer.ss, cbuf, sizeof(cbuf)),
-		       ubuf, (unsigned long long)c->bytes[0], (unsigned long long)c->bytes[1],
-		       (unsigned long long)c->spliced[0], (unsigned long long)c->spliced[1],
-		       (unsigned long long)(dur / 1000u), (unsigned long long)(dur % 1000u),
-		       reset ? "reset" : "reason", reason, err ? ": " : "",
-		       err ? strerror(-err) : "");
+	if (c->peer.len > 0)
+		sf_addr_format((const struct sockaddr *)&c->peer.ss, cbuf, sizeof(cbuf));
+	else
+		strcpy(cbuf, "-");
+	if (side >= 0 || err != 0)
+		snprintf(detail, sizeof(detail), " (%s%s%s)",
+			 side == SF_CLIENT     ? "client"
+			 : side == SF_UPSTREAM ? "upstream"
+					       : "",
+			 side >= 0 && err ? ": " : "", err ? strerror(-err) : "");
+	sf_log_verbose("close %s -> %s rule=%s c2u=%llu u2c=%llu spliced=%llu/%llu "
+		       "time=%llu.%03llus %s=%s%s",
+		       cbuf, ubuf, c->rule->name, (unsigned long long)c->bytes[0],
+		       (unsigned long long)c->bytes[1], (unsigned long long)c->spliced[0],
+		       (unsigned long long)c->spliced[1], (unsigned long long)(dur / 1000u),
+		       (unsigned long long)(dur % 1000u), reset ? "reset" : "reason",
+		       sf_reason_name(reason), detail);
 }
 
-void sf_conn_close(struct sf_conn *c, const char *reason)
+/* Fold the connection into its worker's and rule's counters, log, let go. */
+static void conn_finish(struct sf_conn *c, int reason, int side, int err, int reset)
+{
+	struct sf_worker *w = c->w;
+	struct sf_rule *r = c->rule;
+
+	c->flags |= SF_CONN_CLOSED;
+	SF_ATOMIC_SUB(w->stats.active, 1);
+	SF_ATOMIC_ADD(w->stats.closed, 1);
+	if (reset)
+		SF_ATOMIC_ADD(w->stats.resets, 1);
+	SF_ATOMIC_ADD(w->stats.bytes[0], c->bytes[0]);
+	SF_ATOMIC_ADD(w->stats.bytes[1], c->bytes[1]);
+	SF_ATOMIC_ADD(w->stats.spliced[0], c->spliced[0]);
+	SF_ATOMIC_ADD(w->stats.spliced[1], c->spliced[1]);
+	SF_ATOMIC_ADD(r->stats.closed[reason], 1);
+	SF_ATOMIC_ADD(r->stats.bytes[0], c->bytes[0]);
+	SF_ATOMIC_ADD(r->stats.bytes[1], c->bytes[1]);
+	SF_ATOMIC_ADD(r->stats.spliced[0], c->spliced[0]);
+	SF_ATOMIC_ADD(r->stats.spliced[1], c->spliced[1]);
+	if (c->flags & SF_CONN_UP)
+		SF_ATOMIC_SUB(r->ups[c->up].active, 1);
+	sf_rule_release(r);
+	free(c->hdr);
+	c->hdr = NULL;
+	if (sf_log_level() >= SF_LOG_VERBOSE)
+		log_close(c, reason, side, err, reset);
+	/* Last: the rule lives in the generation. */
+	sf_gen_unref(c->gen);
+	c->gen = NULL;
+}
+
+void sf_conn_close(struct sf_conn *c)
 {
 	close(c->fd[SF_CLIENT]);
 	if (c->fd[SF_UPSTREAM] >= 0)
 		close(c->fd[SF_UPSTREAM]);
 	c->fd[SF_CLIENT] = c->fd[SF_UPSTREAM] = -1;
-	conn_finish(c, reason, 0, 0);
+	conn_finish(c, SF_R_EOF, -1, 0, 0);
 }
 
-void sf_conn_reset(struct sf_conn *c, const char *reason, int err)
+void sf_conn_reset(struct sf_conn *c, int reason, int side, int err)
 {
 	sf_net_reset(c->fd[SF_CLIENT]);
 	if (c->fd[SF_UPSTREAM] >= 0)
 		sf_net_reset(c->fd[SF_UPSTREAM]);
 	c->fd[SF_CLIENT] = c->fd[SF_UPSTREAM] = -1;
-	conn_finish(c, reason, err, 1);
+	conn_finish(c, reason, side, err, 1);
+}
+
+void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced)
+{
+	c->bytes[d] += n;
+	if (spliced)
+		c->spliced[d] += n;
+	c->last_ms = c->w->now_ms;
 }

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "sockfwd/net.h"
@@ -65,7 +66,7 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking)
 	return fd;
 }
 
-int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp)
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms, int *fdp)
 {
 	int fd, rc;
 
@@ -75,6 +76,13 @@ int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp)
 	if (fd < 0)
 		return -errno;
 	sf_net_set_nodelay(fd);
+	if (blocking && timeout_ms > 0) {
+		/* Linux bounds a blocking connect by SO_SNDTIMEO (EINPROGRESS after it). */
+		struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),
+				      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
+
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	do
 		rc = connect(fd, (const struct sockaddr *)&a->ss, a->len);
 	while (rc < 0 && errno == EINTR && blocking);
@@ -85,6 +93,18 @@ int sf_net_connect(const struct sf_sockaddr *a, int blocking, int *fdp)
 	rc = -errno;
 	close(fd);
 	return rc;
+}
+
+void sf_net_keepalive(int fd, int on)
+{
+	int idle = 60, intvl = 10, cnt = 6;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (!on)
+		return;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
 int sf_net_so_error(int fd)

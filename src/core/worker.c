@@ -1,6 +1,6 @@
 /*
- * Workers: each owns a thread, an SO_REUSEPORT listener and a stop
- * eventfd; the engine decides the rest.
+ * Workers: each owns a thread, its listeners' sockets and a command
+ * channel; the engine decides the rest.
  */
 #include <errno.h>
 #include <signal.h>
@@ -12,44 +12,23 @@
 
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
-#include "sockfwd/net.h"
 #include "sockfwd/worker.h"
 
-#define LISTEN_BACKLOG 4096
-
-int sf_worker_listen(struct sf_worker *w, const struct sf_addrlist *la, char *err, size_t errlen)
+int sf_worker_init(struct sf_worker *w, unsigned id, const struct sf_engine *engine,
+		   size_t buffer_size, size_t pipe_size, struct sf_gen *gen)
 {
-	char abuf[SF_ADDRSTRLEN];
-	size_t i;
-	int fd = -EADDRNOTAVAIL;
-
-	w->lfd = w->stopfd = -1;
-	for (i = 0; i < la->n; i++) {
-		fd = sf_net_listen(&la->a[i], LISTEN_BACKLOG);
-		if (fd >= 0)
-			break;
-		/* The dual-stack wildcard on a host without IPv6: try IPv4. */
-		if (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL)
-			break;
-	}
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s%s",
-			 sf_addr_format((const struct sockaddr *)&la->a[i < la->n ? i : 0].ss, abuf,
-					sizeof(abuf)),
-			 strerror(-fd),
-			 fd == -EADDRINUSE ? " (address in use by another program)" : "");
-		return fd;
-	}
-	w->lfd = fd;
-	w->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (w->stopfd < 0) {
-		int rc = -errno;
-
-		snprintf(err, errlen, "eventfd: %s", strerror(errno));
-		close(w->lfd);
-		w->lfd = -1;
-		return rc;
-	}
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->engine = engine;
+	w->buffer_size = buffer_size;
+	w->pipe_size = pipe_size;
+	w->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->cmdfd < 0)
+		return -errno;
+	pthread_mutex_init(&w->lock, NULL);
+	sf_gen_ref(gen);
+	w->gen = gen;
+	w->now_ms = sf_now_ms();
 	return 0;
 }
 
@@ -57,7 +36,7 @@ static void *worker_main(void *arg)
 {
 	struct sf_worker *w = arg;
 
-	w->result = w->cfg->engine->run(w);
+	w->result = w->engine->run(w);
 	if (w->result < 0)
 		sf_worker_fail(w, w->result, "engine");
 	return NULL;
@@ -68,21 +47,84 @@ int sf_worker_start(struct sf_worker *w)
 	return -pthread_create(&w->thread, NULL, worker_main, w);
 }
 
-void sf_worker_stop(struct sf_worker *w)
+static void wake(struct sf_worker *w)
 {
 	uint64_t one = 1;
 
-	if (w->stopfd >= 0 && write(w->stopfd, &one, sizeof(one)) < 0)
+	if (w->cmdfd >= 0 && write(w->cmdfd, &one, sizeof(one)) < 0)
 		return; /* the counter is already set */
+}
+
+void sf_worker_stop(struct sf_worker *w)
+{
+	__atomic_fetch_or(&w->cmd, SF_WCMD_STOP, __ATOMIC_RELEASE);
+	wake(w);
+}
+
+void sf_worker_post_gen(struct sf_worker *w, struct sf_gen *g)
+{
+	struct sf_gen *old;
+
+	sf_gen_ref(g);
+	pthread_mutex_lock(&w->lock);
+	old = w->pending;
+	w->pending = g;
+	pthread_mutex_unlock(&w->lock);
+	/* Two reloads before the worker looked: the first is never served. */
+	if (old != NULL) {
+		sf_gen_close_dropped(g, w->gen, old, w->id);
+		sf_gen_unref(old);
+	}
+	__atomic_fetch_or(&w->cmd, SF_WCMD_GEN, __ATOMIC_RELEASE);
+	wake(w);
+}
+
+unsigned sf_worker_commands(struct sf_worker *w)
+{
+	uint64_t v;
+
+	if (read(w->cmdfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return 0;
+	return __atomic_exchange_n(&w->cmd, 0, __ATOMIC_ACQUIRE);
+}
+
+struct sf_gen *sf_worker_take_gen(struct sf_worker *w)
+{
+	struct sf_gen *g;
+
+	pthread_mutex_lock(&w->lock);
+	g = w->pending;
+	w->pending = NULL;
+	pthread_mutex_unlock(&w->lock);
+	return g;
+}
+
+void sf_worker_adopt(struct sf_worker *w, struct sf_gen *g)
+{
+	struct sf_gen *old = w->gen;
+
+	sf_gen_close_dropped(g, NULL, old, w->id);
+	w->gen = g; /* the reference taken by sf_worker_post_gen */
+	sf_gen_unref(old);
 }
 
 void sf_worker_destroy(struct sf_worker *w)
 {
-	if (w->lfd >= 0)
-		close(w->lfd);
-	if (w->stopfd >= 0)
-		close(w->stopfd);
-	w->lfd = w->stopfd = -1;
+	struct sf_gen *g = sf_worker_take_gen(w);
+
+	if (g != NULL) {
+		sf_gen_close_dropped(w->gen, NULL, g, w->id);
+		sf_gen_unref(g);
+	}
+	if (w->gen != NULL) {
+		sf_gen_close_worker(w->gen, w->id);
+		sf_gen_unref(w->gen);
+		w->gen = NULL;
+	}
+	if (w->cmdfd >= 0)
+		close(w->cmdfd);
+	w->cmdfd = -1;
+	pthread_mutex_destroy(&w->lock);
 }
 
 uint64_t sf_now_ms(void)

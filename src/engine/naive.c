@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ struct nv_conn {
 	int refs;
 	int reset;
 	int err;
-	const char *reason;
+	int reason;		     /* enum sf_reason */
+	int side;		     /* whose failure, or -1 */
 	struct nv_conn *prev, *next; /* in nv_worker.conns, under its lock */
 };
 
@@ -80,9 +82,9 @@ static void nv_put(struct nv_conn *n)
 	if (n->next != NULL)
 		n->next->prev = n->prev;
 	if (n->reset)
-		sf_conn_reset(&n->c, n->reason, n->err);
+		sf_conn_reset(&n->c, n->reason, n->side, n->err);
 	else
-		sf_conn_close(&n->c, "eof");
+		sf_conn_close(&n->c);
 	if (--nw->live == 0)
 		pthread_cond_broadcast(&nw->gone);
 	pthread_mutex_unlock(&nw->lock);
@@ -91,16 +93,18 @@ static void nv_put(struct nv_conn *n)
 }
 
 /*
- * Side 'side' failed with err: mark the connection reset (both sockets
- * get SO_LINGER 0, so the last close sends RST) and wake the other thread.
+ * Side 'side' failed with err (reason: enum sf_reason): mark the
+ * connection reset (both sockets get SO_LINGER 0, so the last close sends
+ * RST) and wake the other thread.
  */
-static void nv_fail(struct nv_conn *n, int side, int err)
+static void nv_fail(struct nv_conn *n, int reason, int side, int err)
 {
 	pthread_mutex_lock(&n->lock);
 	if (!n->reset) {
 		n->reset = 1;
 		n->err = err;
-		n->reason = side == SF_CLIENT ? "client" : "upstream";
+		n->reason = reason;
+		n->side = side;
 		sf_net_set_rst(n->c.fd[0]);
 		sf_net_set_rst(n->c.fd[1]);
 		shutdown(n->c.fd[0], SHUT_RD);
@@ -130,6 +134,7 @@ static int nv_send_all(struct nv_conn *n, int fd, const char *buf, size_t len, i
 			buf += w;
 			len -= (size_t)w;
 			sf_conn_count(&n->c, d, (uint64_t)w, 0);
+			__atomic_store_n(&n->c.last_ms, sf_now_ms(), __ATOMIC_RELAXED);
 			continue;
 		}
 		if (w < 0 && (errno == EINTR || errno == EAGAIN) && !nv_is_reset(n))
@@ -139,16 +144,28 @@ static int nv_send_all(struct nv_conn *n, int fd, const char *buf, size_t len, i
 	return 0;
 }
 
+/*
+ * recv timed out (SO_RCVTIMEO, set to the idle timeout): 1 when neither
+ * direction moved a byte for that long, so the connection is idle.
+ */
+static int nv_idle(struct nv_conn *n)
+{
+	struct sf_conn probe = n->c;
+
+	probe.last_ms = __atomic_load_n(&n->c.last_ms, __ATOMIC_RELAXED);
+	return sf_conn_idle(&probe, sf_now_ms());
+}
+
 /* Copy direction d until EOF or failure. */
 static void nv_copy(struct nv_conn *n, int d)
 {
 	int src = n->c.fd[d], dst = n->c.fd[!d], rc;
-	size_t size = n->c.w->cfg->buffer_size;
+	size_t size = n->c.w->buffer_size;
 	char *buf = malloc(size);
 	ssize_t r;
 
 	if (buf == NULL) {
-		nv_fail(n, d, -ENOMEM);
+		nv_fail(n, SF_R_LIMIT, d, -ENOMEM);
 		return;
 	}
 	for (;;) {
@@ -156,7 +173,7 @@ static void nv_copy(struct nv_conn *n, int d)
 		if (r > 0) {
 			rc = nv_send_all(n, dst, buf, (size_t)r, d);
 			if (rc < 0) {
-				nv_fail(n, !d, rc);
+				nv_fail(n, SF_R_RESET, !d, rc);
 				break;
 			}
 			continue;
@@ -165,13 +182,19 @@ static void nv_copy(struct nv_conn *n, int d)
 			continue;
 		if (nv_is_reset(n))
 			break;
+		if (r < 0 && errno == EAGAIN && !nv_stopping(n)) {
+			if (!nv_idle(n))
+				continue;
+			nv_fail(n, SF_R_IDLE_TIMEOUT, -1, 0);
+			break;
+		}
 		if (r < 0) {
-			nv_fail(n, d, -errno);
+			nv_fail(n, SF_R_RESET, d, -errno);
 			break;
 		}
 		/* The worker is stopping: wake the other thread too. */
 		if (nv_stopping(n)) {
-			nv_fail(n, d, 0);
+			nv_fail(n, SF_R_STOP, -1, 0);
 			break;
 		}
 		/* EOF: everything read before it has been sent. */
@@ -207,37 +230,76 @@ static int nv_spawn(void *(*fn)(void *), void *arg)
 	return -rc;
 }
 
+/* End a connection that never got its threads going. */
+static void *nv_abort(struct nv_conn *n, int reason, int side, int err)
+{
+	n->reset = 1;
+	n->reason = reason;
+	n->side = side;
+	n->err = err;
+	nv_put(n);
+	return NULL;
+}
+
+/* --accept-proxy: read the header, blocking, within its deadline. */
+static int nv_read_proxy(struct nv_conn *n)
+{
+	struct timeval tv = { .tv_sec = SF_PROXY_TIMEOUT / 1000,
+			      .tv_usec = (SF_PROXY_TIMEOUT % 1000) * 1000 };
+	int rc;
+
+	setsockopt(n->c.fd[SF_CLIENT], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	do {
+		rc = sf_conn_read_proxy(&n->c);
+		/* A blocking peek returns at once or after the whole deadline. */
+		if (rc == 0 && sf_now_ms() >= sf_conn_deadline(&n->c, 0, 0))
+			rc = -ETIMEDOUT;
+	} while (rc == 0);
+	return rc < 0 ? rc : 0;
+}
+
 /*
- * First thread of a connection: connect upstream (blocking), start the
- * reverse direction's thread, then copy client to upstream.
+ * First thread of a connection: admit the client, connect upstream
+ * (blocking, bounded by the connect timeout), start the reverse
+ * direction's thread, then copy client to upstream.
  */
 static void *nv_conn_main(void *arg)
 {
 	struct nv_conn *n = arg;
-	struct timeval tv = { .tv_sec = NV_SNDTIMEO_S };
+	struct timeval snd = { .tv_sec = NV_SNDTIMEO_S }, rcv = { 0 };
+	uint64_t idle = n->c.rule->pol->idle_timeout_ms;
 	int rc;
 
+	rc = sf_conn_admit(&n->c);
+	if (rc == 1)
+		rc = nv_read_proxy(n);
+	if (rc < 0)
+		return nv_abort(n,
+				rc == -EACCES	? SF_R_DENIED
+				: rc == -ENOMEM ? SF_R_LIMIT
+						: SF_R_PROXY_HEADER,
+				SF_CLIENT, rc);
 	rc = sf_conn_connect(&n->c, 1);
-	if (rc < 0) {
-		n->reset = 1;
-		n->err = rc;
-		n->reason = "upstream connect";
-		nv_put(n);
-		return NULL;
-	}
-	if (nv_stopping(n)) {
-		n->reset = 1;
-		n->reason = "shutdown";
-		nv_put(n);
-		return NULL;
-	}
-	setsockopt(n->c.fd[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(n->c.fd[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (rc < 0)
+		return nv_abort(n, sf_conn_connect_reason(&n->c), SF_UPSTREAM, rc);
+	if (nv_stopping(n))
+		return nv_abort(n, SF_R_STOP, -1, 0);
+	/* Connected: the socket's timeout goes back to the send wake-up. */
+	setsockopt(n->c.fd[0], SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	setsockopt(n->c.fd[1], SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	rcv.tv_sec = (time_t)(idle / 1000);
+	rcv.tv_usec = (suseconds_t)(idle % 1000) * 1000;
+	setsockopt(n->c.fd[0], SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(n->c.fd[1], SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	rc = sf_conn_connected(&n->c);
+	if (rc < 0)
+		return nv_abort(n, SF_R_RESET, SF_UPSTREAM, rc);
 	n->refs = 2;
 	rc = nv_spawn(nv_dir_main, n);
 	if (rc < 0) {
 		n->refs = 1;
-		nv_fail(n, SF_CLIENT, rc);
+		sf_worker_accept_failed(n->c.w, rc);
+		nv_fail(n, SF_R_LIMIT, -1, rc);
 		nv_put(n);
 		return NULL;
 	}
@@ -246,19 +308,27 @@ static void *nv_conn_main(void *arg)
 	return NULL;
 }
 
-static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr *peer)
+/*
+ * A client was accepted on ls: register it and give it a thread. When no
+ * thread can be had (EAGAIN: the thread limit), the client is reset, the
+ * operator told, and accepting paused, as for EMFILE.
+ */
+static int nv_accept_one(struct sf_worker *w, struct sf_lsock *ls, int fd,
+			 const struct sf_sockaddr *peer)
 {
 	struct nv_worker *nw = w->engine_state;
 	struct nv_conn *n = calloc(1, sizeof(*n));
 	int rc;
 
 	if (n == NULL) {
+		sf_rule_release(ls->l->rule);
 		sf_net_reset(fd);
-		return;
+		return 1;
 	}
-	sf_conn_init(&n->c, w, fd, peer);
+	sf_conn_init(&n->c, w, ls, fd, peer);
 	pthread_mutex_init(&n->lock, NULL);
 	n->refs = 1;
+	n->side = -1;
 	pthread_mutex_lock(&nw->lock);
 	n->next = nw->conns;
 	if (nw->conns != NULL)
@@ -268,12 +338,10 @@ static void nv_accept_one(struct sf_worker *w, int fd, const struct sf_sockaddr 
 	pthread_mutex_unlock(&nw->lock);
 	rc = nv_spawn(nv_conn_main, n);
 	if (rc < 0) {
-		sf_worker_accept_failed(w, rc);
-		n->reset = 1;
-		n->err = rc;
-		n->reason = "thread";
-		nv_put(n);
+		nv_abort(n, SF_R_LIMIT, -1, rc);
+		return sf_worker_accept_failed(w, rc);
 	}
+	return 0;
 }
 
 /* Wake every connection of nw and wait until their threads are gone. */
@@ -291,41 +359,89 @@ static void nv_drain(struct nv_worker *nw)
 	pthread_mutex_unlock(&nw->lock);
 }
 
+/* Poll set: the command channel, then every listener of the generation. */
+static struct pollfd *nv_pollset(struct sf_worker *w, struct pollfd *old, size_t *n)
+{
+	struct sf_gen *g = w->gen;
+	struct pollfd *p = realloc(old, (g->nls + 1) * sizeof(*p));
+	size_t i;
+
+	if (p == NULL)
+		return NULL;
+	p[0].fd = w->cmdfd;
+	p[0].events = POLLIN;
+	for (i = 0; i < g->nls; i++) {
+		p[i + 1].fd = g->ls[i].socks[w->id].io.fd;
+		p[i + 1].events = POLLIN;
+	}
+	*n = g->nls + 1;
+	return p;
+}
+
 /*
- * Accept until stopped; each connection gets its own threads. After an
- * accept failure (EMFILE...) only the stop eventfd is polled for
- * SF_ACCEPT_PAUSE_MS, so exhaustion never turns into a busy loop.
- * Returns 0 once stop is asked, or -errno.
+ * Accept on every listener until stopped; each connection gets its own
+ * threads. While a listener's rule is full, or after an accept failure
+ * (EMFILE, no thread), listeners are left out of the poll set for
+ * SF_ACCEPT_PAUSE_MS, so neither turns into a busy loop. Returns 0 once
+ * stop is asked, or -errno.
  */
 static int nv_accept_loop(struct sf_worker *w)
 {
-	struct pollfd pfd[2] = { { .fd = w->lfd, .events = POLLIN },
-				 { .fd = w->stopfd, .events = POLLIN } };
+	struct pollfd *pfd = NULL;
 	struct sf_sockaddr peer;
-	int fd, paused = 0;
+	uint64_t paused_until = 0;
+	size_t n = 0, i;
+	int fd, rc = 0;
 
+	if ((pfd = nv_pollset(w, pfd, &n)) == NULL)
+		return -ENOMEM;
 	for (;;) {
-		pfd[0].fd = paused ? -1 : w->lfd;
-		if (poll(pfd, 2, paused ? SF_ACCEPT_PAUSE_MS : -1) < 0) {
+		uint64_t now = sf_now_ms();
+		int paused = paused_until > now;
+
+		if (poll(pfd, paused ? 1 : n, paused ? (int)(paused_until - now) : -1) < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			rc = -errno;
+			break;
 		}
-		if (pfd[1].revents)
-			return 0;
-		if (paused) {
-			paused = 0;
-			continue;
+		if (pfd[0].revents) {
+			unsigned cmd = sf_worker_commands(w);
+			struct sf_gen *g;
+
+			if (cmd & SF_WCMD_STOP)
+				break;
+			if ((cmd & SF_WCMD_GEN) && (g = sf_worker_take_gen(w)) != NULL) {
+				sf_worker_adopt(w, g);
+				if ((pfd = nv_pollset(w, pfd, &n)) == NULL)
+					return -ENOMEM;
+				continue;
+			}
 		}
-		if (!(pfd[0].revents & POLLIN))
+		if (paused)
 			continue;
-		fd = sf_net_accept(w->lfd, &peer, 1);
-		if (fd < 0) {
-			paused = sf_worker_accept_failed(w, fd);
-			continue;
+		for (i = 1; i < n; i++) {
+			struct sf_lsock *ls = &w->gen->ls[i - 1].socks[w->id];
+
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			if (!sf_rule_reserve(ls->l->rule)) {
+				paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+				continue;
+			}
+			fd = sf_net_accept(ls->io.fd, &peer, 1);
+			if (fd < 0) {
+				sf_rule_release(ls->l->rule);
+				if (sf_worker_accept_failed(w, fd))
+					paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+				continue;
+			}
+			if (nv_accept_one(w, ls, fd, &peer))
+				paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
 		}
-		nv_accept_one(w, fd, &peer);
 	}
+	free(pfd);
+	return rc;
 }
 
 static int nv_run(struct sf_worker *w)

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -45,8 +46,14 @@
 #define UR_BGID	      0
 #define UR_HIGH	      4 /* buffers queued per direction before recv pauses */
 
-/* user_data: connection pointer | op << 1 | side (pointers are 16-aligned). */
-enum ur_op { UR_ACCEPT = 1, UR_STOP, UR_TIMER, UR_CONNECT, UR_RECV, UR_SEND, UR_CANCEL };
+/*
+ * user_data: a pointer | op << 1 | side (pointers are 16-aligned): a
+ * connection, or for UR_ACCEPT its listener socket (struct sf_lsock).
+ * UR_CONNECT on the upstream side waits for the connect, on the client
+ * side for a PROXY header's bytes; UR_LTIMEOUT is the connect's linked
+ * timeout.
+ */
+enum ur_op { UR_ACCEPT = 1, UR_CMD, UR_LTIMEOUT, UR_CONNECT, UR_RECV, UR_SEND, UR_CANCEL };
 
 struct ur_dir {
 	struct sf_ubufq q; /* received, not yet sent */
@@ -59,25 +66,29 @@ struct ur_dir {
 struct ur_conn {
 	struct sf_conn c;
 	struct ur_dir d[2];
-	struct ur_conn *all_prev, *all_next;
+	LIST_ENTRY(ur_conn) all;
 	struct ur_conn *starved_next;
-	int inflight; /* requests whose last completion has not come */
+	struct ur_conn *dead_next;
+	struct __kernel_timespec cto; /* the connect's linked timeout */
+	int inflight;		      /* requests whose last completion has not come */
 	uint8_t connecting;
 	uint8_t closed;
 	uint8_t on_starved;
+	uint8_t on_dead;
 };
 
 struct ur_loop {
 	struct sf_worker *w;
 	struct io_uring ring;
 	struct sf_ubufs bufs;
-	struct ur_conn *all;
+	struct sf_timers timers;
+	LIST_HEAD(, ur_conn) all;
 	struct ur_conn *starved;
-	struct __kernel_timespec pause;
+	struct ur_conn *dead; /* closed, freed after the completion batch */
 	int stop;
 };
 
-static uint64_t ud(struct ur_conn *x, enum ur_op op, int side)
+static uint64_t ud(void *x, enum ur_op op, int side)
 {
 	return (uint64_t)(uintptr_t)x | ((uint64_t)op << 1) | (unsigned)side;
 }
@@ -94,37 +105,58 @@ static struct io_uring_sqe *ur_sqe(struct ur_loop *l)
 	return sqe;
 }
 
-static int ur_arm_accept(struct ur_loop *l)
+/* Accepting on ls stops for SF_ACCEPT_PAUSE_MS (EMFILE, rule full, no SQE). */
+static void ur_pause(struct ur_loop *l, struct sf_lsock *ls)
 {
-	struct io_uring_sqe *sqe = ur_sqe(l);
+	if (!ls->paused)
+		sf_timer_set(&l->timers, &ls->resume, l->w->now_ms + SF_ACCEPT_PAUSE_MS);
+	ls->paused = 1;
+}
 
-	if (sqe == NULL)
-		return -EBUSY;
+/*
+ * Arm accepting on ls unless it is armed. A rule with max_conns takes a
+ * slot before each single accept, so a full rule leaves clients in the
+ * backlog; others use one multishot accept. Each armed accept holds a
+ * reference on its generation: its completions name ls, which lives
+ * there, and may come after a reload.
+ */
+static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls)
+{
+	struct io_uring_sqe *sqe;
+	int multi = ls->l->rule->pol->max_conns == 0;
+
+	if (ls->armed || ls->paused || l->stop)
+		return;
+	if (!multi && !sf_rule_reserve(ls->l->rule)) {
+		ur_pause(l, ls);
+		return;
+	}
+	sqe = ur_sqe(l);
+	if (sqe == NULL) {
+		if (!multi)
+			sf_rule_release(ls->l->rule);
+		ur_pause(l, ls);
+		return;
+	}
 	/* Blocking client sockets: see the note at the top. */
-	io_uring_prep_multishot_accept(sqe, l->w->lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud(NULL, UR_ACCEPT, 0));
-	return 0;
-}
-
-static void ur_free(struct ur_loop *l, struct ur_conn *x)
-{
-	if (x->all_prev != NULL)
-		x->all_prev->all_next = x->all_next;
+	if (multi)
+		io_uring_prep_multishot_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
 	else
-		l->all = x->all_next;
-	if (x->all_next != NULL)
-		x->all_next->all_prev = x->all_prev;
-	free(x);
+		io_uring_prep_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud(ls, UR_ACCEPT, 0));
+	ls->armed = 1;
+	sf_gen_ref(ls->l->gen);
 }
 
-/* One request of x completed for good; free x if it was the last of a closed one. */
-static void ur_put(struct ur_loop *l, struct ur_conn *x)
+static void ur_on_resume(void *ctx, struct sf_timer *tm)
 {
-	if (--x->inflight == 0 && x->closed && !x->on_starved)
-		ur_free(l, x);
+	struct sf_lsock *ls = SF_CONTAINER_OF(tm, struct sf_lsock, resume);
+
+	ls->paused = 0;
+	ur_arm_accept(ctx, ls);
 }
 
-static void ur_cancel(struct ur_loop *l, struct ur_conn *x, enum ur_op op, int side)
+static void ur_cancel(struct ur_loop *l, void *x, enum ur_op op, int side)
 {
 	struct io_uring_sqe *sqe = ur_sqe(l);
 
@@ -134,12 +166,32 @@ static void ur_cancel(struct ur_loop *l, struct ur_conn *x, enum ur_op op, int s
 	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CANCEL, 0));
 }
 
+/* Free x once closed and no completion can name it; after the batch. */
+static void ur_maybe_free(struct ur_loop *l, struct ur_conn *x)
+{
+	if (x->closed && x->inflight == 0 && !x->on_starved && !x->on_dead) {
+		x->on_dead = 1;
+		x->dead_next = l->dead;
+		l->dead = x;
+	}
+}
+
+/* One request of x completed for good. */
+static void ur_put(struct ur_loop *l, struct ur_conn *x)
+{
+	x->inflight--;
+	ur_maybe_free(l, x);
+}
+
+static void ur_wake_starved(struct ur_loop *l);
+
 /*
  * End x through the shared policy. Requests still in flight are
- * cancelled; x is freed when the last of them completes. Queued buffers
- * go back to the ring, but for one being sent (see top).
+ * cancelled; x is freed after the batch in which the last of them
+ * completes, so no caller ever holds a freed x. Queued buffers go back to
+ * the ring, but for one being sent (see top), and wake starved directions.
  */
-static void ur_close(struct ur_loop *l, struct ur_conn *x, const char *reason, int err, int reset)
+static void ur_close(struct ur_loop *l, struct ur_conn *x, int reason, int side, int err, int reset)
 {
 	int d;
 
@@ -157,18 +209,21 @@ static void ur_close(struct ur_loop *l, struct ur_conn *x, const char *reason, i
 		sf_ubufq_release(&l->bufs, &dir->q, dir->send_armed);
 	}
 	if (x->connecting)
-		ur_cancel(l, x, UR_CONNECT, SF_UPSTREAM);
+		ur_cancel(l, x, UR_CONNECT, (x->c.flags & SF_CONN_PROXY) ? SF_CLIENT : SF_UPSTREAM);
+	sf_timer_del(&l->timers, &x->c.timer);
 	if (reset)
-		sf_conn_reset(&x->c, reason, err);
+		sf_conn_reset(&x->c, reason, side, err);
 	else
-		sf_conn_close(&x->c, reason);
-	if (x->inflight == 0 && !x->on_starved)
-		ur_free(l, x);
+		sf_conn_close(&x->c);
+	LIST_REMOVE(x, all);
+	ur_maybe_free(l, x);
+	if (l->starved != NULL)
+		ur_wake_starved(l);
 }
 
 static void ur_fail(struct ur_loop *l, struct ur_conn *x, int side, int err)
 {
-	ur_close(l, x, side == SF_CLIENT ? "client" : "upstream", err, 1);
+	ur_close(l, x, SF_R_RESET, side, err, 1);
 }
 
 static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
@@ -219,7 +274,7 @@ static void ur_maybe_shut(struct ur_loop *l, struct ur_conn *x, int d)
 {
 	if (!x->closed && (x->c.flags & SF_CONN_EOF(d)) && x->d[d].q.n == 0 &&
 	    !(x->c.flags & SF_CONN_SHUT(d)) && sf_conn_shut(&x->c, d))
-		ur_close(l, x, "eof", 0, 0);
+		ur_close(l, x, SF_R_EOF, -1, 0, 0);
 }
 
 /* Buffers came back: let starved directions receive again. */
@@ -233,8 +288,7 @@ static void ur_wake_starved(struct ur_loop *l)
 		next = x->starved_next;
 		x->on_starved = 0;
 		if (x->closed) {
-			if (x->inflight == 0)
-				ur_free(l, x);
+			ur_maybe_free(l, x);
 			continue;
 		}
 		for (d = 0; d < 2; d++) {
@@ -259,6 +313,8 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 
 		if (x->closed) {
 			sf_ubufs_drop(&l->bufs, bid);
+			if (l->starved != NULL)
+				ur_wake_starved(l);
 			goto out;
 		}
 		sf_ubufq_push(&l->bufs, &dir->q, bid, (uint32_t)res);
@@ -300,6 +356,8 @@ static void ur_on_send(struct ur_loop *l, struct ur_conn *x, int d, int res)
 		sf_ubufq_release(&l->bufs, &dir->q, 0);
 		if (!x->closed)
 			ur_fail(l, x, !d, res < 0 ? res : -EPIPE);
+		else if (l->starved != NULL)
+			ur_wake_starved(l);
 		ur_put(l, x);
 		return;
 	}
@@ -312,131 +370,284 @@ static void ur_on_send(struct ur_loop *l, struct ur_conn *x, int d, int res)
 	ur_put(l, x);
 }
 
-/* Connected (or not): make both sockets blocking and start receiving. */
+/* Arm x's timer for its state (idle, header deadline), or disarm it. */
+static void ur_arm_timer(struct ur_loop *l, struct ur_conn *x)
+{
+	uint64_t when = sf_conn_deadline(&x->c, 0, l->w->now_ms);
+
+	if (when == 0)
+		sf_timer_del(&l->timers, &x->c.timer);
+	else if (sf_timer_set(&l->timers, &x->c.timer, when) < 0)
+		ur_close(l, x, SF_R_LIMIT, -1, -ENOMEM, 1);
+}
+
+/* Connected: the shared hook, then both sockets blocking and receiving. */
 static void ur_start(struct ur_loop *l, struct ur_conn *x)
 {
+	int rc;
+
+	x->connecting = 0;
+	rc = sf_conn_connected(&x->c);
+	if (rc < 0) {
+		ur_fail(l, x, SF_UPSTREAM, rc);
+		return;
+	}
 	/* O_NONBLOCK is the only status flag sf_net_connect sets: clear it. */
 	if (fcntl(x->c.fd[SF_UPSTREAM], F_SETFL, 0) < 0) {
 		ur_fail(l, x, SF_UPSTREAM, -errno);
 		return;
 	}
-	x->connecting = 0;
+	ur_arm_timer(l, x);
 	ur_arm_recv(l, x, SF_C2U);
 	ur_arm_recv(l, x, SF_U2C);
 }
 
-/* Wait for the non-blocking connect of x to finish. */
-static void ur_arm_connect(struct ur_loop *l, struct ur_conn *x)
+/*
+ * Wait for the non-blocking connect of x to finish, or for the client's
+ * PROXY header (side SF_CLIENT). The connect's poll carries a linked
+ * timeout: when it fires the poll completes with -ECANCELED, which is
+ * then the connect timeout; one completion decides either way.
+ */
+static void ur_arm_poll(struct ur_loop *l, struct ur_conn *x, int side)
 {
-	struct io_uring_sqe *sqe = ur_sqe(l);
+	struct io_uring_sqe *sqe = ur_sqe(l), *lt;
+	uint64_t ms = x->c.rule->pol->connect_timeout_ms;
 
 	if (sqe == NULL) {
-		ur_close(l, x, "upstream connect", -EBUSY, 1);
+		ur_close(l, x, SF_R_LIMIT, side, -EBUSY, 1);
 		return;
 	}
-	io_uring_prep_poll_add(sqe, x->c.fd[SF_UPSTREAM], POLLOUT);
-	io_uring_sqe_set_data64(sqe, ud(x, UR_CONNECT, SF_UPSTREAM));
+	io_uring_prep_poll_add(sqe, x->c.fd[side], side == SF_UPSTREAM ? POLLOUT : POLLIN);
+	io_uring_sqe_set_data64(sqe, ud(x, UR_CONNECT, side));
+	x->connecting = 1;
+	x->inflight++;
+	if (side != SF_UPSTREAM)
+		return;
+	sqe->flags |= IOSQE_IO_LINK;
+	lt = ur_sqe(l);
+	if (lt == NULL) {
+		/* The poll was submitted alone: no timeout for this attempt. */
+		sf_log_warnx("worker %u: no SQE for a connect timeout", l->w->id);
+		return;
+	}
+	x->cto.tv_sec = (long long)(ms / 1000);
+	x->cto.tv_nsec = (long long)(ms % 1000) * 1000000;
+	io_uring_prep_link_timeout(lt, &x->cto, 0);
+	io_uring_sqe_set_data64(lt, ud(x, UR_LTIMEOUT, SF_UPSTREAM));
 	x->inflight++;
 }
 
-/* The connect's poll fired; rc is 0 or -errno from a first attempt. */
-static void ur_connected(struct ur_loop *l, struct ur_conn *x, int rc)
+/* Start or go on with the upstream connect; rc is a first attempt's result. */
+static void ur_connect_result(struct ur_loop *l, struct ur_conn *x, int rc)
 {
-	if (rc == 0)
-		rc = sf_net_so_error(x->c.fd[SF_UPSTREAM]);
-	if (rc < 0)
-		rc = sf_conn_connect_next(&x->c, rc);
 	if (rc == -EINPROGRESS) {
-		ur_arm_connect(l, x);
+		ur_arm_poll(l, x, SF_UPSTREAM);
 		return;
 	}
 	if (rc < 0) {
-		ur_close(l, x, "upstream connect", rc, 1);
+		ur_close(l, x, sf_conn_connect_reason(&x->c), SF_UPSTREAM, rc, 1);
 		return;
 	}
 	ur_start(l, x);
 }
 
-static void ur_pause_accept(struct ur_loop *l)
+/* The connect's poll completed with res (a poll mask, or -errno). */
+static void ur_on_connect(struct ur_loop *l, struct ur_conn *x, int res)
 {
-	struct io_uring_sqe *sqe = ur_sqe(l);
+	int rc = res == -ECANCELED ? -ETIMEDOUT : res < 0 ? res : sf_net_so_error(x->c.fd[1]);
 
-	if (sqe == NULL)
-		return;
-	l->pause.tv_sec = 0;
-	l->pause.tv_nsec = SF_ACCEPT_PAUSE_MS * 1000000L;
-	io_uring_prep_timeout(sqe, &l->pause, 0, 0);
-	io_uring_sqe_set_data64(sqe, ud(NULL, UR_TIMER, 0));
+	x->connecting = 0;
+	if (rc < 0)
+		rc = sf_conn_connect_next(&x->c, rc);
+	ur_connect_result(l, x, rc);
 }
 
-static void ur_on_accept(struct ur_loop *l, struct io_uring_cqe *cqe)
+/* The client became readable while its PROXY header is awaited. */
+static void ur_on_header(struct ur_loop *l, struct ur_conn *x, int res)
 {
-	struct sf_sockaddr peer;
-	struct ur_conn *x;
-	int fd = cqe->res, rc;
+	int rc = res < 0 ? res : sf_conn_read_proxy(&x->c);
 
-	if (!(cqe->flags & IORING_CQE_F_MORE) && !l->stop) {
-		/* Multishot accept ended: on error pause first (EMFILE...). */
-		if (fd < 0 && sf_worker_accept_failed(l->w, fd))
-			ur_pause_accept(l);
-		else
-			ur_arm_accept(l);
-	}
-	if (fd < 0)
+	x->connecting = 0;
+	if (rc == 0) {
+		ur_arm_poll(l, x, SF_CLIENT);
 		return;
+	}
+	if (rc < 0) {
+		ur_close(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_PROXY_HEADER, SF_CLIENT, rc, 1);
+		return;
+	}
+	sf_timer_del(&l->timers, &x->c.timer);
+	ur_connect_result(l, x, sf_conn_connect(&x->c, 0));
+}
+
+/* x's timer: the PROXY header's deadline, or the idle timeout. */
+static void ur_on_timer(void *ctx, struct sf_timer *tm)
+{
+	struct ur_loop *l = ctx;
+	struct ur_conn *x = SF_CONTAINER_OF(tm, struct ur_conn, c.timer);
+
+	if (x->closed)
+		return;
+	if (x->c.flags & SF_CONN_PROXY)
+		ur_close(l, x, SF_R_PROXY_HEADER, SF_CLIENT, -ETIMEDOUT, 1);
+	else if (sf_conn_idle(&x->c, l->w->now_ms))
+		ur_close(l, x, SF_R_IDLE_TIMEOUT, -1, 0, 1);
+	else
+		ur_arm_timer(l, x);
+}
+
+static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd)
+{
+	struct ur_conn *x;
+	int rc;
+
 	sf_net_set_nodelay(fd);
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
+		sf_rule_release(ls->l->rule);
 		sf_net_reset(fd);
 		return;
 	}
-	peer.len = sizeof(peer.ss);
-	if (sf_log_level() < SF_LOG_VERBOSE ||
-	    getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) < 0)
-		memset(&peer, 0, sizeof(peer));
-	sf_conn_init(&x->c, l->w, fd, &peer);
+	sf_conn_init(&x->c, l->w, ls, fd, NULL);
+	sf_timer_init(&x->c.timer, ur_on_timer);
 	sf_ubufq_init(&x->d[0].q);
 	sf_ubufq_init(&x->d[1].q);
-	x->all_next = l->all;
-	if (l->all != NULL)
-		l->all->all_prev = x;
-	l->all = x;
-	x->connecting = 1;
-	rc = sf_conn_connect(&x->c, 0);
-	if (rc == -EINPROGRESS) {
-		ur_arm_connect(l, x);
+	LIST_INSERT_HEAD(&l->all, x, all);
+	rc = sf_conn_admit(&x->c);
+	if (rc < 0) {
+		ur_close(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_LIMIT, SF_CLIENT, 0, 1);
 		return;
 	}
-	if (rc == -EMFILE || rc == -ENFILE)
-		ur_pause_accept(l);
-	ur_connected(l, x, rc);
+	if (rc == 1) {
+		ur_arm_timer(l, x);
+		ur_arm_poll(l, x, SF_CLIENT);
+		return;
+	}
+	ur_connect_result(l, x, sf_conn_connect(&x->c, 0));
+}
+
+static void ur_on_accept(struct ur_loop *l, struct sf_lsock *ls, struct io_uring_cqe *cqe)
+{
+	int fd = cqe->res, multi = ls->l->rule->pol->max_conns == 0;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		ls->armed = 0;
+		/* After a reload, ls may be of a generation no worker serves. */
+		if (!l->stop && ls->l->gen == l->w->gen && fd != -ECANCELED) {
+			if (fd < 0 && sf_worker_accept_failed(l->w, fd))
+				ur_pause(l, ls);
+			else if (fd >= 0 || fd == -EAGAIN || fd == -ECONNABORTED)
+				ur_arm_accept(l, ls);
+			else
+				ur_pause(l, ls);
+		}
+		/* The reference taken when it was armed; ls may be gone after it. */
+		if (fd < 0) {
+			if (!multi)
+				sf_rule_release(ls->l->rule);
+			sf_gen_unref(ls->l->gen);
+			return;
+		}
+		if (!multi) {
+			ur_conn_new(l, ls, fd); /* the slot taken at arming */
+			sf_gen_unref(ls->l->gen);
+			return;
+		}
+		sf_gen_ref(ls->l->gen); /* balanced below */
+		sf_gen_unref(ls->l->gen);
+	}
+	if (fd < 0)
+		return;
+	if (!sf_rule_reserve(ls->l->rule)) {
+		/* Only a multishot accept gets here, where max_conns is 0. */
+		sf_net_reset(fd);
+	} else {
+		ur_conn_new(l, ls, fd);
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		sf_gen_unref(ls->l->gen);
+}
+
+/* Arm accepting on every listener of g; or cancel it. */
+static void ur_listen(struct ur_loop *l, struct sf_gen *g, int on)
+{
+	size_t i;
+
+	for (i = 0; i < g->nls; i++) {
+		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
+
+		if (on) {
+			ls->armed = ls->paused = 0;
+			sf_timer_init(&ls->resume, ur_on_resume);
+			ur_arm_accept(l, ls);
+			continue;
+		}
+		if (ls->paused)
+			sf_timer_del(&l->timers, &ls->resume);
+		ls->paused = 0;
+		if (ls->armed)
+			ur_cancel(l, ls, UR_ACCEPT, 0);
+	}
+}
+
+static void ur_arm_cmd(struct ur_loop *l)
+{
+	struct io_uring_sqe *sqe = ur_sqe(l);
+
+	if (sqe == NULL) {
+		l->stop = 1; /* cannot hear commands: stop rather than go deaf */
+		return;
+	}
+	io_uring_prep_poll_add(sqe, l->w->cmdfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CMD, 0));
+}
+
+static void ur_on_cmd(struct ur_loop *l)
+{
+	unsigned cmd = sf_worker_commands(l->w);
+	struct sf_gen *g;
+
+	if ((cmd & SF_WCMD_GEN) && (g = sf_worker_take_gen(l->w)) != NULL) {
+		/*
+		 * Cancel first: closing a descriptor does not end an accept in
+		 * flight on it, the ring holds its own reference to the file.
+		 */
+		ur_listen(l, l->w->gen, 0);
+		io_uring_submit(&l->ring);
+		sf_worker_adopt(l->w, g);
+		ur_listen(l, g, 1);
+	}
+	if (cmd & SF_WCMD_STOP)
+		l->stop = 1;
+	else
+		ur_arm_cmd(l);
 }
 
 static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 {
 	uint64_t data = io_uring_cqe_get_data64(cqe);
-	struct ur_conn *x = (struct ur_conn *)(uintptr_t)(data & ~(uint64_t)15);
+	void *p = (void *)(uintptr_t)(data & ~(uint64_t)15);
+	struct ur_conn *x = p;
 	int side = (int)(data & 1);
 
 	switch ((enum ur_op)((data >> 1) & 7)) {
 	case UR_ACCEPT:
-		ur_on_accept(l, cqe);
+		ur_on_accept(l, p, cqe);
 		break;
-	case UR_STOP:
-		l->stop = 1;
+	case UR_CMD:
+		ur_on_cmd(l);
 		break;
-	case UR_TIMER:
-		if (!l->stop)
-			ur_arm_accept(l);
+	case UR_LTIMEOUT:
+		ur_put(l, x);
 		break;
 	case UR_CONNECT:
 		x->inflight--;
-		if (x->closed) {
-			if (x->inflight == 0 && !x->on_starved)
-				ur_free(l, x);
-			break;
-		}
-		ur_connected(l, x, cqe->res < 0 ? cqe->res : 0);
+		if (x->closed)
+			ur_maybe_free(l, x);
+		else if (side == SF_UPSTREAM)
+			ur_on_connect(l, x, cqe->res);
+		else
+			ur_on_header(l, x, cqe->res);
 		break;
 	case UR_RECV:
 		ur_on_recv(l, x, side, cqe);
@@ -447,6 +658,30 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 	case UR_CANCEL:
 		break;
 	}
+}
+
+static void ur_free_dead(struct ur_loop *l)
+{
+	struct ur_conn *x;
+
+	while ((x = l->dead) != NULL) {
+		l->dead = x->dead_next;
+		free(x);
+	}
+}
+
+/* Wait for a completion, or for the first timer. */
+static int ur_wait(struct ur_loop *l)
+{
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts;
+	int ms = sf_timers_wait_ms(&l->timers, sf_now_ms());
+
+	if (ms < 0)
+		return io_uring_submit_and_wait(&l->ring, 1);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	return io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 }
 
 /* A ring with the cheapest task-running mode this kernel takes. */
@@ -474,9 +709,9 @@ static int ur_ring_init(struct io_uring *ring, unsigned entries)
 static int ur_run(struct sf_worker *w)
 {
 	struct ur_loop *l;
-	struct ur_conn *x, *next;
+	struct ur_conn *x;
 	struct io_uring_cqe *cqe;
-	struct io_uring_sqe *sqe;
+	struct sf_timer *tm;
 	unsigned head, n;
 	int rc;
 
@@ -484,22 +719,23 @@ static int ur_run(struct sf_worker *w)
 	if (l == NULL)
 		return -ENOMEM;
 	l->w = w;
+	LIST_INIT(&l->all);
+	sf_timers_init(&l->timers);
 	/* Created in the worker thread: SINGLE_ISSUER binds it to this thread. */
 	rc = ur_ring_init(&l->ring, UR_SQ_ENTRIES);
 	if (rc < 0)
 		goto fail_l;
-	rc = sf_ubufs_init(&l->bufs, &l->ring, UR_NBUFS, w->cfg->buffer_size, UR_BGID);
+	rc = sf_ubufs_init(&l->bufs, &l->ring, UR_NBUFS, w->buffer_size, UR_BGID);
 	if (rc < 0)
 		goto fail_ring;
-	sqe = ur_sqe(l);
-	io_uring_prep_poll_add(sqe, w->stopfd, POLLIN);
-	io_uring_sqe_set_data64(sqe, ud(NULL, UR_STOP, 0));
-	ur_arm_accept(l);
+	ur_arm_cmd(l);
+	ur_listen(l, w->gen, 1);
 	while (!l->stop) {
-		rc = io_uring_submit_and_wait(&l->ring, 1);
-		if (rc < 0 && rc != -EINTR)
+		rc = ur_wait(l);
+		if (rc < 0 && rc != -EINTR && rc != -ETIME)
 			break;
 		rc = 0;
+		w->now_ms = sf_now_ms();
 		n = 0;
 		io_uring_for_each_cqe(&l->ring, head, cqe)
 		{
@@ -507,18 +743,23 @@ static int ur_run(struct sf_worker *w)
 			n++;
 		}
 		io_uring_cq_advance(&l->ring, n);
+		while ((tm = sf_timers_pop_due(&l->timers, w->now_ms)) != NULL)
+			tm->fn(l, tm);
+		ur_free_dead(l);
 	}
-	/* Stop: close every connection; the ring's exit cancels the rest. */
-	for (x = l->all; x != NULL; x = next) {
-		next = x->all_next;
-		if (!x->closed)
-			ur_close(l, x, "shutdown", 0, 0);
-	}
+	/*
+	 * Stop: reset every connection (bytes may be queued: a FIN would make
+	 * a cut stream look complete); the ring's exit cancels the rest.
+	 */
+	while (!LIST_EMPTY(&l->all))
+		ur_close(l, LIST_FIRST(&l->all), SF_R_STOP, -1, 0, 1);
 	io_uring_queue_exit(&l->ring);
-	while ((x = l->all) != NULL) {
-		l->all = x->all_next;
-		free(x);
-	}
+	/* No completion can come now: free what still waited for one. */
+	ur_free_dead(l);
+	for (x = l->starved; x != NULL; x = x->starved_next)
+		x->on_starved = 0;
+	l->starved = NULL;
+	sf_timers_destroy(&l->timers);
 	sf_ubufs_destroy(&l->bufs);
 	free(l);
 	return rc;
@@ -536,8 +777,9 @@ fail_l:
  */
 static int ur_probe(char *err, size_t errlen)
 {
-	static const int ops[] = { IORING_OP_ACCEPT,   IORING_OP_RECV,	  IORING_OP_SEND,
-				   IORING_OP_POLL_ADD, IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL };
+	static const int ops[] = { IORING_OP_ACCEPT,	   IORING_OP_RECV,
+				   IORING_OP_SEND,	   IORING_OP_POLL_ADD,
+				   IORING_OP_LINK_TIMEOUT, IORING_OP_ASYNC_CANCEL };
 	struct io_uring_probe *probe;
 	struct io_uring ring;
 	int rc, disabled = -1;

@@ -1,6 +1,12 @@
 /*
  * The edge-triggered epoll loop behind the epoll and splice engines.
  *
+ * Every descriptor is registered with a struct sf_io: its callback gets
+ * the loop and the io, so listeners, connection sockets and the command
+ * channel are dispatched alike. Timers (connect, idle and PROXY header
+ * deadlines; paused listeners) sit in one heap whose first deadline is
+ * the epoll_wait timeout.
+ *
  * Each connection registers both sockets once, for EPOLLIN|EPOLLOUT|
  * EPOLLRDHUP|EPOLLET, so no epoll_ctl is needed on the data path: an
  * input edge on a socket pumps the direction it is the source of, an
@@ -28,22 +34,17 @@
 #define PIPE_IDLE     32
 #define PIPE_LIVE     8192
 
-/* epoll data: a connection pointer with the side in its low bit. */
-#define TAG_LISTEN ((uint64_t)0)
-#define TAG_STOP   ((uint64_t)1)
-
-static uint64_t tag(struct rx_conn *x, int side) { return (uint64_t)(uintptr_t)x | (unsigned)side; }
-
-static int rx_add(struct rx_loop *l, int fd, uint32_t events, uint64_t data)
+static int rx_add(struct rx_loop *l, struct sf_io *io, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.u64 = data };
+	struct epoll_event ev = { .events = events, .data.ptr = io };
 
-	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
 }
 
 static int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
 {
-	return rx_add(l, x->c.fd[side], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, tag(x, side));
+	x->io[side].fd = x->c.fd[side];
+	return rx_add(l, &x->io[side], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
 }
 
 void sf_rx_dir_release(struct rx_loop *l, struct rx_dir *dir)
@@ -63,23 +64,20 @@ void sf_rx_dir_release(struct rx_loop *l, struct rx_dir *dir)
 }
 
 /*
- * End x: close (reset when asked) both sockets through the shared policy,
+ * End x: close both sockets (reset when asked) through the shared policy,
  * give back its buffers and pipes, and defer the free past the batch.
+ * reason is an enum sf_reason, side the failing socket or -1.
  */
-static void rx_kill(struct rx_loop *l, struct rx_conn *x, const char *reason, int err, int reset)
+static void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err, int reset)
 {
 	sf_rx_dir_release(l, &x->d[0]);
 	sf_rx_dir_release(l, &x->d[1]);
+	sf_timer_del(&l->timers, &x->c.timer);
 	if (reset)
-		sf_conn_reset(&x->c, reason, err);
+		sf_conn_reset(&x->c, reason, side, err);
 	else
-		sf_conn_close(&x->c, reason);
-	if (x->all_prev != NULL)
-		x->all_prev->all_next = x->all_next;
-	else
-		l->all = x->all_next;
-	if (x->all_next != NULL)
-		x->all_next->all_prev = x->all_prev;
+		sf_conn_close(&x->c);
+	LIST_REMOVE(x, all);
 	x->dead = 1;
 	/* A queued connection is moved to the dead list when dequeued. */
 	if (!x->queued) {
@@ -117,121 +115,149 @@ static void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		return;
 	rc = l->pump(l, x, d);
 	if (rc < 0) {
-		rx_kill(l, x, x->err_side == SF_CLIENT ? "client" : "upstream", rc, 1);
+		rx_kill(l, x, SF_R_RESET, x->err_side, rc, 1);
 		return;
 	}
 	if (rc == RX_MORE)
 		rx_queue(l, x, d);
 	if ((c->flags & SF_CONN_EOF(d)) && rx_dir_empty(&x->d[d]) && sf_conn_shut(c, d))
-		rx_kill(l, x, "eof", 0, 0);
+		rx_kill(l, x, SF_R_EOF, -1, 0, 0);
 }
 
-static void rx_pause_accept(struct rx_loop *l)
+/* Arm x's one timer for its current state, or disarm it. */
+static void rx_arm(struct rx_loop *l, struct rx_conn *x)
 {
-	if (l->accept_resume_ms != 0)
+	uint64_t when = sf_conn_deadline(&x->c, x->connecting, l->w->now_ms);
+
+	if (when == 0)
+		sf_timer_del(&l->timers, &x->c.timer);
+	else if (sf_timer_set(&l->timers, &x->c.timer, when) < 0)
+		rx_kill(l, x, SF_R_LIMIT, -1, -ENOMEM, 1);
+}
+
+/* Stop accepting on ls for SF_ACCEPT_PAUSE_MS (its rule is full, or EMFILE). */
+static void rx_pause(struct rx_loop *l, struct sf_lsock *ls)
+{
+	if (ls->paused)
 		return;
-	epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->w->lfd, NULL);
-	l->accept_resume_ms = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, ls->io.fd, NULL);
+	ls->paused = 1;
+	sf_timer_set(&l->timers, &ls->resume, l->w->now_ms + SF_ACCEPT_PAUSE_MS);
 }
 
-static void rx_resume_accept(struct rx_loop *l)
+static void rx_on_resume(void *ctx, struct sf_timer *tm)
 {
-	l->accept_resume_ms = 0;
+	struct rx_loop *l = ctx;
+	struct sf_lsock *ls = SF_CONTAINER_OF(tm, struct sf_lsock, resume);
+
+	ls->paused = 0;
 	/* Level-triggered: a backlog left while paused reports at once. */
-	if (rx_add(l, l->w->lfd, EPOLLIN, TAG_LISTEN) < 0)
+	if (rx_add(l, &ls->io, EPOLLIN) < 0)
 		sf_log_warn("worker %u: cannot resume accepting", l->w->id);
 }
 
-/* The upstream connect of x finished (err is 0 or -errno). */
-static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err)
+static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err);
+
+/* Admitted: start the upstream connect. */
+static void rx_start_connect(struct rx_loop *l, struct rx_conn *x)
 {
-	int rc = err;
+	int rc = sf_conn_connect(&x->c, 0);
 
-	if (err < 0) {
-		rc = sf_conn_connect_next(&x->c, err);
-		if (rc == -EINPROGRESS || rc == 0) {
-			if (rx_add_sock(l, x, SF_UPSTREAM) < 0) {
-				rx_kill(l, x, "epoll_ctl", -errno, 1);
-				return;
-			}
-		}
-		if (rc == -EINPROGRESS)
-			return;
-	}
-	if (rc < 0) {
-		if (rc == -EMFILE || rc == -ENFILE)
-			rx_pause_accept(l);
-		rx_kill(l, x, "upstream connect", rc, 1);
-		return;
-	}
-	x->connecting = 0;
-	/* The client may have sent bytes while we waited: that edge is gone. */
-	rx_pump(l, x, SF_C2U);
-	rx_pump(l, x, SF_U2C);
-}
-
-/* Take a newly accepted client and start its upstream connect. */
-static void rx_conn_new(struct rx_loop *l, int fd, const struct sf_sockaddr *peer)
-{
-	struct rx_conn *x = calloc(1, sizeof(*x));
-	int rc;
-
-	if (x == NULL) {
-		sf_net_reset(fd);
-		return;
-	}
-	sf_conn_init(&x->c, l->w, fd, peer);
-	x->all_next = l->all;
-	if (l->all != NULL)
-		l->all->all_prev = x;
-	l->all = x;
-	x->d[0].mode = x->d[1].mode = l->mode;
-	if (rx_add_sock(l, x, SF_CLIENT) < 0) {
-		rx_kill(l, x, "epoll_ctl", -errno, 1);
-		return;
-	}
-	rc = sf_conn_connect(&x->c, 0);
 	if (rc == 0 || rc == -EINPROGRESS) {
 		x->connecting = 1;
 		if (rx_add_sock(l, x, SF_UPSTREAM) < 0) {
-			rx_kill(l, x, "epoll_ctl", -errno, 1);
+			rx_kill(l, x, SF_R_LIMIT, SF_UPSTREAM, -errno, 1);
 			return;
 		}
 		if (rc == 0)
 			rx_connected(l, x, 0);
+		else
+			rx_arm(l, x);
 		return;
 	}
 	rx_connected(l, x, rc);
 }
 
-static void rx_accept(struct rx_loop *l)
+/* The upstream connect of x finished (err is 0 or -errno, -ETIMEDOUT from the timer). */
+static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err)
 {
-	struct sf_sockaddr peer;
-	int i, fd;
+	int rc = err;
 
-	for (i = 0; i < ACCEPT_BUDGET && l->accept_resume_ms == 0; i++) {
-		fd = sf_net_accept(l->w->lfd, &peer, 0);
-		if (fd < 0) {
-			if (sf_worker_accept_failed(l->w, fd))
-				rx_pause_accept(l);
+	if (err < 0) {
+		/* The failed socket leaves the epoll set as it is closed. */
+		rc = sf_conn_connect_next(&x->c, err);
+		if (rc == -EINPROGRESS || rc == 0) {
+			if (rx_add_sock(l, x, SF_UPSTREAM) < 0) {
+				rx_kill(l, x, SF_R_LIMIT, SF_UPSTREAM, -errno, 1);
+				return;
+			}
+		}
+		if (rc == -EINPROGRESS) {
+			rx_arm(l, x);
 			return;
 		}
-		rx_conn_new(l, fd, &peer);
 	}
+	if (rc < 0) {
+		rx_kill(l, x, sf_conn_connect_reason(&x->c), SF_UPSTREAM, rc, 1);
+		return;
+	}
+	x->connecting = 0;
+	rc = sf_conn_connected(&x->c);
+	if (rc < 0) {
+		rx_kill(l, x, SF_R_RESET, SF_UPSTREAM, rc, 1);
+		return;
+	}
+	rx_arm(l, x);
+	if (x->dead)
+		return;
+	/* The client may have sent bytes while we waited: that edge is gone. */
+	rx_pump(l, x, SF_C2U);
+	rx_pump(l, x, SF_U2C);
 }
 
-/* Dispatch one epoll event on side of x. */
+/* The client is readable while its PROXY header is awaited. */
+static void rx_read_proxy(struct rx_loop *l, struct rx_conn *x)
+{
+	int rc = sf_conn_read_proxy(&x->c);
+
+	if (rc == 0)
+		return;
+	if (rc < 0) {
+		rx_kill(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_PROXY_HEADER, SF_CLIENT, rc, 1);
+		return;
+	}
+	sf_timer_del(&l->timers, &x->c.timer);
+	rx_start_connect(l, x);
+}
+
+/*
+ * Dispatch one epoll event on side of x. An error on either socket ends
+ * the connection at once, whatever its directions are doing: a client
+ * that resets after its FIN must not go unnoticed while the upstream is
+ * idle.
+ */
 static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev)
 {
+	int err;
+
 	if (x->dead)
 		return;
 	/* Recorded even while connecting: a FIN seen now raises no later edge. */
 	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		x->hup[side] = 1;
+	if (x->c.flags & SF_CONN_PROXY) {
+		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			rx_read_proxy(l, x);
+		return;
+	}
 	if (x->connecting) {
 		/* Client edges wait: its bytes are read once the upstream is up. */
 		if (side == SF_UPSTREAM && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			rx_connected(l, x, sf_net_so_error(x->c.fd[SF_UPSTREAM]));
+		return;
+	}
+	if ((ev & EPOLLERR) && (err = sf_net_so_error(x->c.fd[side])) < 0) {
+		rx_kill(l, x, SF_R_RESET, side, err, 1);
 		return;
 	}
 	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -243,6 +269,150 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 	 */
 	if ((ev & (EPOLLHUP | EPOLLERR)) || ((ev & EPOLLOUT) && !rx_dir_empty(&x->d[!side])))
 		rx_pump(l, x, !side);
+}
+
+static void rx_on_client(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	rx_event(ctx, SF_CONTAINER_OF(io, struct rx_conn, io[SF_CLIENT]), SF_CLIENT, ev);
+}
+
+static void rx_on_upstream(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	rx_event(ctx, SF_CONTAINER_OF(io, struct rx_conn, io[SF_UPSTREAM]), SF_UPSTREAM, ev);
+}
+
+/* x's timer: connect timeout, PROXY header deadline, or idle timeout. */
+static void rx_on_timer(void *ctx, struct sf_timer *tm)
+{
+	struct rx_loop *l = ctx;
+	struct rx_conn *x = SF_CONTAINER_OF(tm, struct rx_conn, c.timer);
+
+	if (x->dead)
+		return;
+	if (x->c.flags & SF_CONN_PROXY)
+		rx_kill(l, x, SF_R_PROXY_HEADER, SF_CLIENT, -ETIMEDOUT, 1);
+	else if (x->connecting)
+		rx_connected(l, x, -ETIMEDOUT);
+	else if (sf_conn_idle(&x->c, l->w->now_ms))
+		rx_kill(l, x, SF_R_IDLE_TIMEOUT, -1, 0, 1);
+	else
+		rx_arm(l, x);
+}
+
+/* Take a newly accepted client: admit it, then read its header or connect. */
+static void rx_conn_new(struct rx_loop *l, struct sf_lsock *ls, int fd,
+			const struct sf_sockaddr *peer)
+{
+	struct rx_conn *x = calloc(1, sizeof(*x));
+	int rc;
+
+	if (x == NULL) {
+		sf_rule_release(ls->l->rule);
+		sf_net_reset(fd);
+		return;
+	}
+	sf_conn_init(&x->c, l->w, ls, fd, peer);
+	sf_timer_init(&x->c.timer, rx_on_timer);
+	x->io[SF_CLIENT].cb = rx_on_client;
+	x->io[SF_UPSTREAM].cb = rx_on_upstream;
+	x->io[1].fd = -1;
+	LIST_INSERT_HEAD(&l->all, x, all);
+	x->d[0].mode = x->d[1].mode = l->mode;
+	rc = sf_conn_admit(&x->c);
+	if (rc < 0) {
+		rx_kill(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_LIMIT, SF_CLIENT, 0, 1);
+		return;
+	}
+	if (rx_add_sock(l, x, SF_CLIENT) < 0) {
+		rx_kill(l, x, SF_R_LIMIT, SF_CLIENT, -errno, 1);
+		return;
+	}
+	if (rc == 1) /* the header's bytes raise the client's first edge */
+		rx_arm(l, x);
+	else
+		rx_start_connect(l, x);
+}
+
+static void rx_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	struct rx_loop *l = ctx;
+	struct sf_lsock *ls = SF_CONTAINER_OF(io, struct sf_lsock, io);
+	struct sf_sockaddr peer;
+	int i, fd;
+
+	for (i = 0; i < ACCEPT_BUDGET && !ls->paused; i++) {
+		/* max_conns: a full rule leaves its clients in the backlog. */
+		if (!sf_rule_reserve(ls->l->rule)) {
+			rx_pause(l, ls);
+			return;
+		}
+		fd = sf_net_accept(io->fd, &peer, 0);
+		if (fd < 0) {
+			sf_rule_release(ls->l->rule);
+			if (sf_worker_accept_failed(l->w, fd))
+				rx_pause(l, ls);
+			return;
+		}
+		rx_conn_new(l, ls, fd, &peer);
+	}
+}
+
+/* Register every listener of g for this worker. */
+static int rx_listen(struct rx_loop *l, struct sf_gen *g)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < g->nls; i++) {
+		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
+
+		ls->io.cb = rx_on_listen;
+		ls->paused = 0;
+		sf_timer_init(&ls->resume, rx_on_resume);
+		if ((rc = rx_add(l, &ls->io, EPOLLIN)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Unregister every listener of g for this worker (paused ones too). */
+static void rx_unlisten(struct rx_loop *l, struct sf_gen *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->nls; i++) {
+		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
+
+		if (ls->paused)
+			sf_timer_del(&l->timers, &ls->resume);
+		else
+			epoll_ctl(l->epfd, EPOLL_CTL_DEL, ls->io.fd, NULL);
+		ls->paused = 0;
+	}
+}
+
+/* A reload: move to the generation posted; connections keep theirs. */
+static void rx_take_gen(struct rx_loop *l)
+{
+	struct sf_gen *g = sf_worker_take_gen(l->w);
+
+	if (g == NULL)
+		return;
+	rx_unlisten(l, l->w->gen);
+	sf_worker_adopt(l->w, g);
+	if (rx_listen(l, g) < 0)
+		sf_log_warn("worker %u: cannot listen on every address after reload", l->w->id);
+}
+
+static void rx_on_cmd(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	struct rx_loop *l = ctx;
+	unsigned cmd = sf_worker_commands(l->w);
+
+	if (cmd & SF_WCMD_GEN)
+		rx_take_gen(l);
+	if (cmd & SF_WCMD_STOP)
+		l->stop = 1;
 }
 
 /* Serve the connections whose pumps ran out of budget last round. */
@@ -280,27 +450,28 @@ static void rx_free_dead(struct rx_loop *l)
 	}
 }
 
-static int rx_timeout(struct rx_loop *l)
+static void rx_run_timers(struct rx_loop *l)
 {
-	uint64_t now;
+	struct sf_timer *tm;
 
-	if (l->ready != NULL)
-		return 0;
-	if (l->accept_resume_ms == 0)
-		return -1;
-	now = sf_now_ms();
-	return now >= l->accept_resume_ms ? 0 : (int)(l->accept_resume_ms - now);
+	while ((tm = sf_timers_pop_due(&l->timers, l->w->now_ms)) != NULL)
+		tm->fn(l, tm);
 }
 
-/* Close every connection, free everything: the worker is stopping. */
+/*
+ * The worker is stopping: every connection still open is reset, never
+ * closed with a FIN, since bytes may still sit in its buffers or pipes
+ * and a FIN would make a cut stream look complete.
+ */
 static void rx_teardown(struct rx_loop *l)
 {
-	while (l->all != NULL)
-		rx_kill(l, l->all, "shutdown", 0, 0);
+	while (!LIST_EMPTY(&l->all))
+		rx_kill(l, LIST_FIRST(&l->all), SF_R_STOP, -1, 0, 1);
 	/* Dequeue so that every dead connection reaches the dead list. */
 	while (l->ready != NULL)
 		rx_run_ready(l);
 	rx_free_dead(l);
+	sf_timers_destroy(&l->timers);
 	sf_bufpool_destroy(&l->bufs);
 	sf_pipepool_destroy(&l->pipes);
 	close(l->epfd);
@@ -310,43 +481,40 @@ int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	struct rx_loop l = { .w = w, .pump = pump, .mode = (uint8_t)mode };
-	int i, n, stop = 0;
+	int i, n, rc;
 
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (l.epfd < 0)
 		return -errno;
-	sf_bufpool_init(&l.bufs, w->cfg->buffer_size, BUF_IDLE);
-	sf_pipepool_init(&l.pipes, w->cfg->pipe_size, PIPE_IDLE, PIPE_LIVE);
-	if (rx_add(&l, w->lfd, EPOLLIN, TAG_LISTEN) < 0 ||
-	    rx_add(&l, w->stopfd, EPOLLIN, TAG_STOP) < 0) {
-		int rc = -errno;
-
-		close(l.epfd);
+	LIST_INIT(&l.all);
+	sf_timers_init(&l.timers);
+	sf_bufpool_init(&l.bufs, w->buffer_size, BUF_IDLE);
+	sf_pipepool_init(&l.pipes, w->pipe_size, PIPE_IDLE, PIPE_LIVE);
+	w->engine_state = &l;
+	l.cmd.fd = w->cmdfd;
+	l.cmd.cb = rx_on_cmd;
+	if ((rc = rx_add(&l, &l.cmd, EPOLLIN)) < 0 || (rc = rx_listen(&l, w->gen)) < 0) {
+		rx_teardown(&l);
 		return rc;
 	}
-	while (!stop) {
-		n = epoll_wait(l.epfd, evs, MAX_EVENTS, rx_timeout(&l));
+	while (!l.stop) {
+		w->now_ms = sf_now_ms();
+		n = epoll_wait(l.epfd, evs, MAX_EVENTS,
+			       l.ready != NULL ? 0 : sf_timers_wait_ms(&l.timers, w->now_ms));
 		if (n < 0 && errno != EINTR) {
-			int rc = -errno;
-
+			rc = -errno;
 			rx_teardown(&l);
 			return rc;
 		}
+		w->now_ms = sf_now_ms();
 		for (i = 0; i < n; i++) {
-			uint64_t data = evs[i].data.u64;
+			struct sf_io *io = evs[i].data.ptr;
 
-			if (data == TAG_LISTEN)
-				rx_accept(&l);
-			else if (data == TAG_STOP)
-				stop = 1;
-			else
-				rx_event(&l, (struct rx_conn *)(uintptr_t)(data & ~(uint64_t)1),
-					 (int)(data & 1), evs[i].events);
+			io->cb(&l, io, evs[i].events);
 		}
 		rx_run_ready(&l);
+		rx_run_timers(&l);
 		rx_free_dead(&l);
-		if (l.accept_resume_ms != 0 && sf_now_ms() >= l.accept_resume_ms)
-			rx_resume_accept(&l);
 	}
 	rx_teardown(&l);
 	return 0;

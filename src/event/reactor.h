@@ -1,16 +1,21 @@
 /*
- * The readiness loop shared by the epoll and splice engines: accept,
- * upstream connect, dispatch of edge-triggered events, fairness and
- * teardown. The engines differ only in how one direction moves its bytes
- * (their pump), which is where their hot loop is.
+ * The readiness loop shared by the epoll and splice engines: a small
+ * loop API (descriptors registered with a callback, as Redis's ae.c;
+ * timers; the worker's command channel), accept on every listener of the
+ * generation, the connection lifecycle through conn.c, dispatch of
+ * edge-triggered events, fairness and teardown. The engines differ only
+ * in how one direction moves its bytes (their pump), which is where
+ * their hot loop is.
  */
 #ifndef SOCKFWD_REACTOR_H
 #define SOCKFWD_REACTOR_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "sockfwd/buf.h"
 #include "sockfwd/conn.h"
+#include "sockfwd/io.h"
 #include "sockfwd/pipepool.h"
 
 struct sf_worker;
@@ -39,10 +44,11 @@ struct rx_dir {
 
 struct rx_conn {
 	struct sf_conn c;
+	struct sf_io io[2]; /* the client and upstream sockets */
 	struct rx_dir d[2];
 	struct rx_conn *ready_next;
 	struct rx_conn *dead_next;
-	struct rx_conn *all_prev, *all_next; /* every live connection */
+	LIST_ENTRY(rx_conn) all; /* every live connection */
 	uint8_t connecting;
 	uint8_t dead;
 	uint8_t queued;
@@ -67,12 +73,14 @@ struct rx_loop {
 	int epfd;
 	rx_pump_fn pump;
 	uint8_t mode; /* enum rx_mode every new direction starts in */
+	int stop;
 	struct sf_bufpool bufs;
 	struct sf_pipepool pipes;
+	struct sf_timers timers;
+	struct sf_io cmd; /* the worker's command channel */
 	struct rx_conn *ready, *ready_tail;
 	struct rx_conn *dead;
-	struct rx_conn *all;
-	uint64_t accept_resume_ms; /* 0 unless accept is paused */
+	LIST_HEAD(, rx_conn) all;
 };
 
 /*
