@@ -11,10 +11,14 @@ every forwarder gets a fresh process and fresh ports for every run.  Results
 go to bench/results/<timestamp>/ (results.json, results.csv, summary.csv,
 table.md, chart.png) and the table is printed at the end.
 
-This file is the command; the work is done by bench/lib/ (params,
-procs, forwarders, measure, report).  Python 3 standard library only.
-The whole run holds an exclusive flock on
-/tmp/sockfwd-bench.lock, so two benchmarks never share the machine.
+With --baseline PATH a second sockfwd binary is measured in the same
+rounds, every engine of it as sockfwd-ENGINE@LABEL next to sockfwd-ENGINE,
+and table.md compares the two builds engine by engine.
+
+This file is the command; the work is done by bench/lib/ (params, procs,
+forwarders, measure, report).  Python 3 standard library only.  The whole
+run holds an exclusive flock on /tmp/sockfwd-bench.lock, so two
+benchmarks never share the machine.
 """
 
 import argparse
@@ -22,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -29,12 +34,13 @@ import sys
 import tempfile
 import time
 
-from lib.forwarders import make_forwarders, peers_installed
+from lib.forwarders import engine_plan, make_forwarders, peers_installed
 from lib.measure import run_cell, workloads
 from lib.params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, PROFILES, ROOT,
                         RR_SIZE, SRC_ADDRS, THREADS)
 from lib.procs import Ports, cpus_allowed, log, run_cmd, take_lock
-from lib.report import chart, summarize, table_md, targets, write_csv, write_summary_csv
+from lib.report import (baseline_rows, chart, summarize, table_md, targets, write_csv,
+                        write_summary_csv)
 
 
 # ---------------------------------------------------------------- main
@@ -78,6 +84,14 @@ def versions(args):
             "socat": " ".join(run_cmd(["socat", "-V"]).splitlines()[1:2])}
 
 
+def baseline_meta(args):
+    """Describe the baseline build for results.json: label, path, version, engines."""
+    out = run_cmd([args.baseline, "-V"])
+    return {"label": args.baseline_label, "path": args.baseline,
+            "version": out.splitlines()[0] if out else "",
+            "engines": [e for _, e, label in args.plan if label]}
+
+
 def ensure_peers(args):
     """Install the bench packages through tools/install-deps.sh when peers are missing."""
     if args.no_install or len(peers_installed()) == 4:
@@ -108,6 +122,13 @@ def parse_args():
                    help="the full suite: more rounds, longer runs, 4-stream workload")
     ap.add_argument("--sockfwd", default=os.path.join(ROOT, "build", "sockfwd"))
     ap.add_argument("--sfload", default=os.path.join(ROOT, "build", "sfload"))
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="a second sockfwd binary to measure in the same rounds "
+                    "(entries sockfwd-ENGINE@LABEL)")
+    ap.add_argument("--baseline-label", metavar="LABEL",
+                    help="the baseline's label in names and tables (default: baseline)")
+    ap.add_argument("--engines", help="comma-separated sockfwd engines to measure "
+                    "(both binaries; default: every engine `-V` lists)")
     ap.add_argument("--rounds", type=int, help="override the profile's rounds")
     ap.add_argument("--only", help="comma-separated forwarders to run besides direct")
     ap.add_argument("--workloads", help="comma-separated workload ids (stream_c2s,crr,...)")
@@ -120,6 +141,17 @@ def parse_args():
         if not os.access(b, os.X_OK):
             sys.exit(f"bench: {b} is not built (make {os.path.relpath(b, ROOT)})")
     args.sockfwd, args.sfload = os.path.abspath(args.sockfwd), os.path.abspath(args.sfload)
+    if args.baseline_label is not None and not args.baseline:
+        ap.error("--baseline-label needs --baseline")
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            sys.exit(f"bench: baseline {args.baseline} is not an executable file")
+        args.baseline = os.path.abspath(args.baseline)
+        args.baseline_label = args.baseline_label or "baseline"
+        # The label ends up in forwarder names, CSV cells and gnuplot strings.
+        if not re.fullmatch(r"[A-Za-z0-9._+-]+", args.baseline_label):
+            ap.error(f"--baseline-label {args.baseline_label!r}: use letters, digits, . _ + -")
+    args.plan = engine_plan(args)
     return args
 
 
@@ -152,6 +184,8 @@ def main():
                                crr_max=CRR_MAX, rr_size=RR_SIZE, src_addrs=SRC_ADDRS,
                                idle_cap=IDLE_CAP, placement=PLACEMENT,
                                workloads=[w[0] for w in wls])}
+    if args.baseline:
+        meta["baseline"] = baseline_meta(args)
     log(f"{args.profile}: {len(fwds)} forwarders ({', '.join(names)}), "
         f"{len(wls)} workloads, {prof['rounds']} rounds -> {outdir}")
     ports = Ports()
@@ -173,9 +207,12 @@ def main():
     meta["wall_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(records, names)
     report = table_md(summary, names, meta, records)
+    out = {"meta": meta, "summary": summary, "targets": targets(summary)}
+    if args.baseline:
+        out["baseline_comparison"] = baseline_rows(summary, names, args.baseline_label)
+    out["runs"] = records
     with open(os.path.join(outdir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "summary": summary, "targets": targets(summary),
-                   "runs": records}, f, indent=1)
+        json.dump(out, f, indent=1)
     write_csv(os.path.join(outdir, "results.csv"), records, meta)
     write_summary_csv(os.path.join(outdir, "summary.csv"), summary)
     with open(os.path.join(outdir, "table.md"), "w") as f:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import tempfile
 
-from .params import TEMPLATES, THREADS
-from .procs import echo_check, nofile, pin, run_cmd, stop_process, wait_port
+from .params import LABEL_SEP, TEMPLATES, THREADS, base_name
+from .procs import echo_check, log, nofile, pin, run_cmd, stop_process, wait_port
 
 
 class Server:
@@ -96,14 +96,14 @@ class Direct(Forwarder):
 
 
 class Sockfwd(Forwarder):
-    """One sockfwd engine."""
+    """One sockfwd engine of one binary; a baseline build's entry carries its label."""
 
     kind = "sockfwd"
 
-    def __init__(self, workdir, binary, engine):
+    def __init__(self, workdir, binary, engine, label=None):
         super().__init__(workdir)
-        self.binary, self.engine = binary, engine
-        self.name = f"sockfwd-{engine}"
+        self.binary, self.engine, self.label = binary, engine, label
+        self.name = f"sockfwd-{engine}" + (f"{LABEL_SEP}{label}" if label else "")
 
     def command(self, listen, upstream, rundir):
         """sockfwd with THREADS workers, not quiet: we want its stats line."""
@@ -216,10 +216,52 @@ def peers_installed():
     return found
 
 
+def engine_plan(args):
+    """Return the sockfwd entries to measure: a list of (binary, engine, label).
+
+    Every engine of args.sockfwd (label None) in `-V` order, each followed
+    by the same engine of args.baseline when that binary has it, then the
+    engines only the baseline has.  args.engines (comma-separated) keeps
+    those engines only, in both binaries; naming one that neither binary
+    has ends the run with a message.
+    """
+    mine = sockfwd_engines(args.sockfwd)
+    base = sockfwd_engines(args.baseline) if args.baseline else []
+    if args.engines:
+        want = [e for e in args.engines.split(",") if e]
+        unknown = [e for e in want if e not in mine and e not in base]
+        if unknown:
+            have = " ".join(dict.fromkeys(mine + base))
+            sys.exit(f"bench: no engine {', '.join(unknown)} in {args.sockfwd}"
+                     + (f" or {args.baseline}" if args.baseline else "") + f" (engines: {have})")
+        mine = [e for e in mine if e in want]
+        base = [e for e in base if e in want]
+    plan = []
+    for e in mine:
+        plan.append((args.sockfwd, e, None))
+        if e in base:
+            plan.append((args.baseline, e, args.baseline_label))
+    plan += [(args.baseline, e, args.baseline_label) for e in base if e not in mine]
+    if args.baseline:
+        only_mine = [e for e in mine if e not in base]
+        only_base = [e for e in base if e not in mine]
+        if only_mine:
+            log(f"{args.baseline_label} ({args.baseline}) lacks engine(s) "
+                f"{' '.join(only_mine)}: measured in this build only")
+        if only_base:
+            log(f"engine(s) {' '.join(only_base)} only in {args.baseline_label}: "
+                "measured in the baseline only")
+    return plan
+
+
 def make_forwarders(args, workdir):
-    """Return the list of forwarders to measure, direct first."""
+    """Return the list of forwarders to measure, direct first.
+
+    args.plan comes from engine_plan().  args.only keeps direct and the
+    forwarders named; naming sockfwd-ENGINE keeps its baseline entry too.
+    """
     fwds = [Direct(workdir)]
-    fwds += [Sockfwd(workdir, args.sockfwd, e) for e in sockfwd_engines(args.sockfwd)]
+    fwds += [Sockfwd(workdir, binary, e, label) for binary, e, label in args.plan]
     peers = peers_installed()
     for name in peers:
         if name == "haproxy-splice":
@@ -232,5 +274,6 @@ def make_forwarders(args, workdir):
             fwds.append(Socat(workdir))
     if args.only:
         keep = set(args.only.split(","))
-        fwds = [f for f in fwds if f.name in keep or f.name == "direct"]
+        fwds = [f for f in fwds
+                if f.name in keep or base_name(f.name) in keep or f.name == "direct"]
     return fwds

@@ -6,7 +6,8 @@ import subprocess
 import time
 
 from .forwarders import Direct, Server
-from .params import CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, RR_SIZE, SRC_ADDRS
+from .params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, RR_SIZE, SRC_ADDRS,
+                     base_name)
 from .procs import (CLK_TCK, cpu_busy, log, nofile, other_delta, other_ticks, pin,
                     pinned_cpus, stop_process, tree_usage)
 
@@ -16,10 +17,11 @@ def idle_target(prof, name):
 
     Each proxied connection takes two descriptors in the forwarder, so the
     descriptor limit (which we cannot raise without CAP_SYS_RESOURCE) caps
-    the count; naive and socat have their own caps (IDLE_CAP).
+    the count; naive and socat have their own caps (IDLE_CAP), which a
+    baseline build's entry (sockfwd-naive@old) shares.
     """
     n = min(prof["idle_n"], (nofile() - 400) // 2)
-    return min(n, IDLE_CAP.get(name, n))
+    return min(n, IDLE_CAP.get(base_name(name), n))
 
 
 def workloads(prof):
@@ -88,6 +90,8 @@ def run_cell(args, fwd, wl, ports, prof):
     upstream, listen = ports.take(), ports.take()
     server = Server(args.sfload, upstream, where["gen"])
     rec = {"forwarder": fwd.name, "kind": fwd.kind, "workload": wid}
+    if getattr(fwd, "label", None):
+        rec["build"] = fwd.label
     try:
         fwd.start(listen, upstream, where["fwd"])
         target = upstream if isinstance(fwd, Direct) else listen

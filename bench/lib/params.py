@@ -40,6 +40,9 @@ SRC_ADDRS = 1024  # client source addresses 127.64.x.y
 # process per connection.
 IDLE_CAP = {"sockfwd-naive": 4000, "socat": 200}
 
+# A baseline build's entries are named ENTRY@LABEL (sockfwd-splice@old).
+LABEL_SEP = "@"
+
 # CPU placement (CPU indexes into the CPUs this process may use).
 # fwd: the forwarder; gen: sfload client and server.  None = unpinned.
 PLACEMENT = {
@@ -48,3 +51,8 @@ PLACEMENT = {
     "rr": {"fwd": [0], "gen": [0]},  # all on one CPU, as in the calibration
     "idle": {"fwd": None, "gen": None},
 }
+
+
+def base_name(name):
+    """Return a forwarder name without its build label (sockfwd-naive@old: sockfwd-naive)."""
+    return name.split(LABEL_SEP, 1)[0]

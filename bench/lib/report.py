@@ -6,7 +6,7 @@ import shutil
 import statistics
 import subprocess
 
-from .params import IDLE_CAP, THREADS
+from .params import IDLE_CAP, LABEL_SEP, THREADS, base_name
 from .procs import log, nofile
 
 METRICS = [
@@ -158,6 +158,78 @@ def targets(summary):
     return rows
 
 
+# The build-against-build table: (metric id, column head).
+BASELINE_METRICS = [
+    ("stream_c2s_gbps", "c2s Gbit/s"), ("stream_s2c_gbps", "s2c Gbit/s"),
+    ("stream4_c2s_gbps", "4 streams c2s"), ("cpu_s_per_gb", "CPU-s/GB"),
+    ("crr_cps", "crr conn/s"), ("crr_p99_us", "crr p99 us"), ("rr_p50_us", "rr p50 us"),
+    ("rr_p99_us", "rr p99 us"), ("idle_rss_per_conn_b", "idle RSS B/conn"),
+]
+
+
+def baseline_rows(summary, names, label):
+    """Compare every sockfwd engine measured with its baseline entry, ENGINE@label.
+
+    Returns one dict per engine, in the order of names: engine, this and
+    baseline (the two forwarder names, None for a build that lacks the
+    engine) and metrics {metric: {ratio, within_spread}}, where ratio is
+    this build's median over the baseline's and within_spread says whether
+    the two builds' min-max ranges overlap.
+    """
+    rows, seen = [], set()
+    for n in names:
+        this = base_name(n)
+        if not this.startswith("sockfwd-") or this in seen:
+            continue
+        seen.add(this)
+        twin = this + LABEL_SEP + label
+        row = {"engine": this[len("sockfwd-"):], "this": this if this in names else None,
+               "baseline": twin if twin in names else None, "metrics": {}}
+        if row["this"] and row["baseline"]:
+            for mid, _ in BASELINE_METRICS:
+                a, b = summary[this].get(mid), summary[twin].get(mid)
+                if a and b and b["median"]:
+                    row["metrics"][mid] = {
+                        "ratio": round(a["median"] / b["median"], 4),
+                        "within_spread": a["min"] <= b["max"] and b["min"] <= a["max"]}
+        rows.append(row)
+    return rows
+
+
+def baseline_md(summary, names, label):
+    """Return the Markdown lines comparing this build with the baseline build."""
+    rows = baseline_rows(summary, names, label)
+    cols = [(mid, head) for mid, head in BASELINE_METRICS
+            if any(mid in r["metrics"] for r in rows)]
+    lines = ["", f"### This build against {label} (medians: sockfwd-ENGINE / "
+             f"sockfwd-ENGINE{LABEL_SEP}{label})", "",
+             "| engine | " + " | ".join(h for _, h in cols) + " |", "|---|" + "---|" * len(cols)]
+    outside = 0
+    for r in rows:
+        if not (r["this"] and r["baseline"]):
+            where = "this build" if r["this"] else label
+            lines.append(f"| {r['engine']} (only in {where}) |" + " - |" * len(cols))
+            continue
+        cells = []
+        for mid, _ in cols:
+            m = r["metrics"].get(mid)
+            if not m:
+                cells.append("-")
+                continue
+            cells.append(f"{m['ratio']:.2f}x" + ("" if m["within_spread"] else " *"))
+            outside += not m["within_spread"]
+        lines.append(f"| {r['engine']} | " + " | ".join(cells) + " |")
+    if not rows:
+        lines.append("| (no sockfwd engine measured) |" + " - |" * len(cols))
+    lines += ["", "Above 1.00x is better for Gbit/s and conn/s, below 1.00x for CPU-s/GB, "
+              "latency and RSS. " + (
+                  f"*: the two builds' min–max ranges do not overlap ({outside} of the ratios), "
+                  "a difference beyond this run's spread; the others are within it."
+                  if outside else "Every ratio is within the spread: the two builds' min–max "
+                  "ranges overlap.")]
+    return lines
+
+
 def table_md(summary, names, meta, records):
     """Return the Markdown report: results, ratios, targets, generator check."""
     p = meta["parameters"]
@@ -202,6 +274,8 @@ def table_md(summary, names, meta, records):
             ratio(g(n, "cpu_s_per_gb"), g(nv, "cpu_s_per_gb")),
             ratio(g(n, "crr_cps"), g(nv, "crr_cps")), ratio(g(n, "crr_cps"), g(di, "crr_cps")),
             fmt(added(summary, n, "rr_p50_us")), fmt(added(summary, n, "rr_p99_us"))]) + " |")
+    if meta.get("baseline"):
+        lines += baseline_md(summary, names, meta["baseline"]["label"])
     lines += ["", "### Targets (sockfwd-splice, the default engine)", "",
               "| target | measured | result |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(summary)]
@@ -292,7 +366,8 @@ def chart(outdir, summary, names, meta):
           f'{meta["date"]} (bars: median, whiskers: min–max)"',
           "set style data histogram", "set style histogram errorbars gap 1 lw 1",
           "set style fill solid 0.6 border -1", "set boxwidth 0.8", "set yrange [0:*]",
-          "set xtics rotate by -30 nomirror", "set grid ytics", "unset key"]
+          "set xtics rotate by -30 nomirror noenhanced",  # labels as written: @ in sockfwd-ENGINE@LABEL
+          "set grid ytics", "unset key"]
     for dat, title in plots:
         # RSS spans 300 B (sockfwd) to megabytes (socat): log scale there.
         gp.append("set logscale y\nset yrange [*:*]" if "RSS" in title
