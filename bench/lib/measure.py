@@ -1,0 +1,156 @@
+"""Workloads, and one run of one workload against one forwarder."""
+
+import json
+import select
+import subprocess
+import time
+
+from .forwarders import Direct, Server
+from .params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, RR_SIZE, SRC_ADDRS,
+                     base_name)
+from .procs import (CLK_TCK, cpu_busy, log, nofile, other_delta, other_ticks, pin,
+                    pinned_cpus, stop_process, tree_usage)
+
+
+def idle_target(prof, name):
+    """Connections to hold in idle for forwarder name.
+
+    Each proxied connection takes two descriptors in the forwarder, so the
+    descriptor limit (which we cannot raise without CAP_SYS_RESOURCE) caps
+    the count; naive and socat have their own caps (IDLE_CAP), which a
+    baseline build's entry (sockfwd-naive@old) shares.
+    """
+    n = min(prof["idle_n"], (nofile() - 400) // 2)
+    return min(n, IDLE_CAP.get(base_name(name), n))
+
+
+def workloads(prof):
+    """Return the workload list of a profile: (id, sfload argv tail, placement key)."""
+    t = prof["stream_s"]
+    wl = [
+        ("stream_c2s", ["stream", "-n", "1", "-t", str(t), "-d", "c2s"], "stream"),
+        ("stream_s2c", ["stream", "-n", "1", "-t", str(t), "-d", "s2c"], "stream"),
+    ]
+    if prof["multi_streams"]:
+        n = str(prof["multi_streams"])
+        wl.append((f"stream{n}_c2s", ["stream", "-n", n, "-t", str(t), "-d", "c2s"], "stream"))
+    wl += [
+        ("crr", ["crr", "-n", str(CRR_CLIENTS), "-t", str(prof["crr_s"]), "-s", str(CRR_SIZE),
+                 "-m", str(CRR_MAX), "-a", str(SRC_ADDRS)], "crr"),
+        ("rr", ["rr", "-n", "1", "-t", str(prof["rr_s"]), "-s", str(RR_SIZE)], "rr"),
+        ("idle", ["idle", "-H", str(prof["idle_hold_s"]), "-W", "-a", "64"], "idle"),
+    ]
+    return wl
+
+
+def run_client(argv, cpus, timeout_s, on_held=None):
+    """Run an sfload client; return its final JSON object.
+
+    on_held(event) is called when an idle client reports its connections
+    held; the client proceeds once it returns.
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=pin(cpus),
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    result = None
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if not ready:
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                break
+            obj = json.loads(line)
+            if obj.get("event") == "held":
+                if on_held:
+                    on_held(obj)
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+            else:
+                result = obj
+    finally:
+        if proc.poll() is None and time.monotonic() >= deadline:
+            log(f"client timed out: {' '.join(argv)}")
+        stop_process(proc, timeout_s=5)
+        err = proc.stderr.read().strip()
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
+    if result is None:
+        raise RuntimeError(f"sfload failed: {err or 'no result'}")
+    result["exit"] = proc.returncode
+    return result
+
+
+def run_cell(args, fwd, wl, ports, prof):
+    """Run one workload against one forwarder once; return the record."""
+    wid, tail, place = wl
+    where = PLACEMENT[place]
+    upstream, listen = ports.take(), ports.take()
+    server = Server(args.sfload, upstream, where["gen"])
+    rec = {"forwarder": fwd.name, "kind": fwd.kind, "workload": wid}
+    if getattr(fwd, "label", None):
+        rec["build"] = fwd.label
+    try:
+        fwd.start(listen, upstream, where["fwd"])
+        target = upstream if isinstance(fwd, Direct) else listen
+        argv = [args.sfload] + tail + ["-c", f"127.0.0.1:{target}"]
+        if wid == "idle":
+            argv += ["-n", str(idle_target(prof, fwd.name))]
+        cpu0, rss0 = tree_usage(fwd.roots())
+        srv0, _ = tree_usage([server.proc.pid])
+        others0 = other_ticks(fwd.roots() + [server.proc.pid])
+        fcpus = pinned_cpus(where["fwd"]) if not isinstance(fwd, Direct) else set()
+        busy0 = cpu_busy(fcpus)
+        held = {}
+
+        def on_held(event):
+            time.sleep(0.2)  # let the forwarder settle its last accepts
+            held["rss_kib"] = tree_usage(fwd.roots())[1]
+            held["held"] = event["held"]
+
+        t0 = time.monotonic()
+        res = run_client(argv, where["gen"], timeout_s=180, on_held=on_held)
+        wall = time.monotonic() - t0
+        cpu1, _ = tree_usage(fwd.roots())
+        srv1, _ = tree_usage([server.proc.pid])
+        others1 = other_ticks(fwd.roots() + [server.proc.pid])
+        busy_s = (cpu_busy(fcpus) - busy0) / CLK_TCK
+        rec.update(res)
+        rec["workload"], rec["sfload_workload"] = wid, res.get("workload")
+        rec["fwd_cpu_s"] = round(cpu1 - cpu0, 3)
+        rec["server_cpu_s"] = round(srv1 - srv0, 3)
+        # Generator = sfload client (its own report) + server (from /proc).
+        secs = res.get("seconds") or wall
+        rec["gen_cpu_util"] = round((res.get("gen_cpu_s", 0) + srv1 - srv0) / secs, 3)
+        rec["fwd_cpu_util"] = round((cpu1 - cpu0) / secs, 3)
+        # CPU that processes other than ours used meanwhile: other work.
+        rec["other_cpu_util"] = round(other_delta(others0, others1) / wall, 3)
+        rec["cell_seconds"] = round(wall, 2)
+        if wid.startswith("stream") and res.get("bytes") and not isinstance(fwd, Direct):
+            rec["fwd_cpu_s_per_gb"] = round((cpu1 - cpu0) / (res["bytes"] / 1e9), 4)
+            if fcpus:
+                rec["fwd_cpu_busy_s"] = round(busy_s, 3)
+                rec["fwd_cpu_busy_s_per_gb"] = round(busy_s / (res["bytes"] / 1e9), 4)
+        if wid == "crr" and res.get("done") and not isinstance(fwd, Direct):
+            rec["fwd_cpu_us_per_conn"] = round((cpu1 - cpu0) / res["done"] * 1e6, 2)
+        if wid == "idle" and held and not isinstance(fwd, Direct):
+            rec["rss0_kib"] = rss0
+            rec["rss_held_kib"] = held["rss_kib"]
+            if held["held"]:
+                rec["rss_per_conn_b"] = round((held["rss_kib"] - rss0) * 1024 / held["held"])
+        if wid.startswith("stream"):
+            time.sleep(0.2)  # let the forwarder close both sides: stats count closed ones
+    except (RuntimeError, OSError, ValueError) as e:
+        rec["error"] = str(e)
+        log(f"{fwd.name} {wid}: {e}")
+    finally:
+        stats = fwd.stop()
+        server.stop()
+    if stats:
+        rec["fwd_stats"] = stats
+        moved = stats.get("c2u", 0) + stats.get("u2c", 0)
+        if moved and "spliced_c2u" in stats:
+            rec["spliced_share"] = round((stats["spliced_c2u"] + stats["spliced_u2c"]) / moved, 4)
+    return rec

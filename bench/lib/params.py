@@ -1,0 +1,58 @@
+"""What the bench measures: suite profiles, fixed parameters, CPU placement."""
+
+import os
+
+LOCK_PATH = "/tmp/sockfwd-bench.lock"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEMPLATES = os.path.join(ROOT, "bench", "configs")
+
+# Suite profiles.  Durations in seconds; idle_n connections held.
+PROFILES = {
+    "quick": {
+        "rounds": 3,
+        "stream_s": 1.5,
+        "multi_streams": 0,  # no multi-stream workload in the quick suite
+        "crr_s": 1.5,
+        "rr_s": 1.5,
+        "idle_n": 10000,
+        "idle_hold_s": 0.3,
+    },
+    "full": {
+        "rounds": 5,
+        "stream_s": 5.0,
+        "multi_streams": 4,
+        "crr_s": 3.0,
+        "rr_s": 5.0,
+        "idle_n": 10000,
+        "idle_hold_s": 2.0,
+    },
+}
+
+# Fixed parameters, the same for every forwarder.
+THREADS = 1  # sockfwd -j, haproxy nbthread, nginx worker_processes
+CRR_CLIENTS = 8
+CRR_SIZE = 64
+CRR_MAX = 20000  # connections per crr run: the forwarder's upstream ports
+RR_SIZE = 64
+SRC_ADDRS = 1024  # client source addresses 127.64.x.y
+# Connections held in idle where 10,000 would be unsafe on this machine:
+# naive takes two threads per connection (pid_max is 32768 here), socat a
+# process per connection.
+IDLE_CAP = {"sockfwd-naive": 4000, "socat": 200}
+
+# A baseline build's entries are named ENTRY@LABEL (sockfwd-splice@old).
+LABEL_SEP = "@"
+
+# CPU placement (CPU indexes into the CPUs this process may use).
+# fwd: the forwarder; gen: sfload client and server.  None = unpinned.
+PLACEMENT = {
+    "stream": {"fwd": [0], "gen": [1]},
+    "crr": {"fwd": [0], "gen": [1]},
+    "rr": {"fwd": [0], "gen": [0]},  # all on one CPU, as in the calibration
+    "idle": {"fwd": None, "gen": None},
+}
+
+
+def base_name(name):
+    """Return a forwarder name without its build label (sockfwd-naive@old: sockfwd-naive)."""
+    return name.split(LABEL_SEP, 1)[0]
