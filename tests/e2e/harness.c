@@ -1753,6 +1753,31 @@ static char *conf_expand(const struct fwd_conf *c, const char *text)
 	return out;
 }
 
+/* Files made by conf_write, removed at exit even when an assertion ends the test. */
+static char conf_made[16][64];
+
+static void conf_cleanup(void)
+{
+	for (size_t i = 0; i < sizeof(conf_made) / sizeof(conf_made[0]); i++) {
+		if (conf_made[i][0] != '\0')
+			unlink(conf_made[i]);
+	}
+}
+
+static void conf_track(const char *path)
+{
+	static int registered;
+
+	if (!registered && atexit(conf_cleanup) == 0)
+		registered = 1;
+	for (size_t i = 0; i < sizeof(conf_made) / sizeof(conf_made[0]); i++) {
+		if (conf_made[i][0] == '\0') {
+			snprintf(conf_made[i], sizeof(conf_made[i]), "%s", path);
+			return;
+		}
+	}
+}
+
 void conf_write(struct fwd_conf *c, const char *text)
 {
 	char tmp[80], *body;
@@ -1765,6 +1790,7 @@ void conf_write(struct fwd_conf *c, const char *text)
 		fd = mkstemps(c->path, 5);
 		sys_assert(fd >= 0, "mkstemps");
 		close(fd);
+		conf_track(c->path);
 	}
 	body = conf_expand(c, text);
 	snprintf(tmp, sizeof(tmp), "%s.new", c->path);
