@@ -1460,15 +1460,28 @@ static int pid_socket_inodes(pid_t pid, struct inode_set *set)
 	return 0;
 }
 
-int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max)
+static int cmp_ulong(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Visit the listening sockets of pid with a port in lo..hi: visit(port,
+ * inode, arg) for each. Returns -1 when the process is gone, else 0.
+ */
+static int proc_listeners(pid_t pid, int lo, int hi, void (*visit)(int, unsigned long, void *),
+			  void *arg)
 {
 	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
 	struct inode_set set = { 0 };
 	char line[512];
-	int found = 0;
 
 	if (pid_socket_inodes(pid, &set) < 0)
-		return 0;
+		return -1;
+	if (set.n > 0)
+		qsort(set.v, set.n, sizeof(*set.v), cmp_ulong);
 	for (size_t f = 0; f < 2; f++) {
 		FILE *fp = fopen(files[f], "re");
 
@@ -1483,21 +1496,68 @@ int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max)
 				   "%*x %*u %*u %lu",
 				   &lport, &st, &inode) != 3)
 				continue;
-			if (st != 0x0A || (int)lport != port)
+			if (st != 0x0A || (int)lport < lo || (int)lport > hi)
 				continue;
-			for (size_t k = 0; k < set.n; k++) {
-				if (set.v[k] != inode)
-					continue;
-				if (ino != NULL && found < max)
-					ino[found] = inode;
-				found++;
-				break;
-			}
+			if (set.n > 0 && bsearch(&inode, set.v, set.n, sizeof(*set.v), cmp_ulong))
+				visit((int)lport, inode, arg);
 		}
 		fclose(fp);
 	}
 	free(set.v);
-	return found;
+	return 0;
+}
+
+struct inode_list {
+	unsigned long *ino;
+	int max;
+	int found;
+};
+
+static void add_inode(int port, unsigned long inode, void *arg)
+{
+	struct inode_list *l = arg;
+
+	(void)port;
+	if (l->ino != NULL && l->found < l->max)
+		l->ino[l->found] = inode;
+	l->found++;
+}
+
+int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max)
+{
+	struct inode_list l = { .ino = ino, .max = max };
+
+	if (proc_listeners(pid, port, port, add_inode, &l) < 0)
+		return 0;
+	return l.found;
+}
+
+struct port_map {
+	int lo;
+	unsigned char *seen;
+	int n;
+};
+
+static void add_port(int port, unsigned long inode, void *arg)
+{
+	struct port_map *m = arg;
+
+	(void)inode;
+	if (!m->seen[port - m->lo]) {
+		m->seen[port - m->lo] = 1;
+		m->n++;
+	}
+}
+
+int proc_listening_ports(pid_t pid, int lo, int hi)
+{
+	struct port_map m = { .lo = lo };
+
+	m.seen = calloc((size_t)(hi - lo + 1), 1);
+	cr_assert(m.seen != NULL, "calloc failed");
+	proc_listeners(pid, lo, hi, add_port, &m);
+	free(m.seen);
+	return m.n;
 }
 
 int proc_listening(pid_t pid, int port) { return proc_listen_inodes(pid, port, NULL, 0) > 0; }

@@ -341,6 +341,8 @@ int id_query(int family, const char *src, int port);
 int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max);
 /* 1 when pid holds a listening socket on port. */
 int proc_listening(pid_t pid, int port);
+/* How many ports of lo..hi pid listens on (one pass over /proc, for thousands). */
+int proc_listening_ports(pid_t pid, int lo, int hi);
 
 /*
  * Wait up to ms until the child listens on every one of ports. Returns 1

@@ -717,3 +717,54 @@ Test(config, port_range_length_differs, .timeout = 60)
 		found |= strcasestr(conf_err, words[i]) != NULL;
 	cr_assert(found, "the message does not say the ranges differ in length:\n%s", conf_err);
 }
+
+#define MANY_PORTS 5000
+#define MANY_MS	   20000 /* "starts in a few seconds"; a hang fails here */
+
+/*
+ * 5,000 listen ports (one rule with a port range) at -j 1 start within a
+ * bounded time (a realm user's 9,000 rules hung it), and the first, a
+ * middle and the last port all forward.
+ */
+ENGINE_TEST(config, five_thousand_ports, 90)
+{
+	static const char text[] = "engine = \"@E\";\nthreads = 1;\n"
+				   "rules = { many = { listen = \"127.0.0.1:@U1-@U2\";\n"
+				   "                   upstream = \"127.0.0.1:@U0\"; }; };\n";
+	struct fwd_conf c = { .engine = engine };
+	const char *argv[] = { "sockfwd", "-c", NULL, NULL };
+	uint64_t t0, deadline;
+	struct srv s;
+	struct fwd f;
+	int n = 0;
+
+	raise_nofile();
+	srv_start_id(&s, AF_INET, 3);
+	c.up[0] = s.port;
+	c.up[1] = pick_ports(AF_INET, MANY_PORTS);
+	c.up[2] = c.up[1] + MANY_PORTS - 1;
+	conf_write(&c, text);
+	argv[2] = c.path;
+	t0 = now_ms();
+	fwd_spawn(&f, argv, 0);
+	deadline = t0 + MANY_MS;
+	for (int i = 0; i < 100000; i++) {
+		if (fwd_wait(&f, 0))
+			cr_assert_fail("sockfwd exited: %s; stderr:\n%s", fwd_status_str(&f),
+				       fwd_stderr_tail(&f));
+		n = proc_listening_ports(f.pid, c.up[1], c.up[2]);
+		if (n == MANY_PORTS || now_ms() >= deadline)
+			break;
+		sleep_ms(50);
+	}
+	cr_assert_eq(n, MANY_PORTS, "%d of %d ports listening after %d ms; stderr:\n%s", n,
+		     MANY_PORTS, MANY_MS, fwd_stderr_tail(&f));
+	cr_log_info("%s: %d ports listening after %llu ms", engine, MANY_PORTS,
+		    (unsigned long long)(now_ms() - t0));
+	cr_assert_eq(id_query(AF_INET, NULL, c.up[1]), 3, "first port");
+	cr_assert_eq(id_query(AF_INET, NULL, c.up[1] + MANY_PORTS / 2), 3, "middle port");
+	cr_assert_eq(id_query(AF_INET, NULL, c.up[2]), 3, "last port");
+	fwd_stop(&f);
+	srv_stop(&s);
+	conf_remove(&c);
+}

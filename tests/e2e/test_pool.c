@@ -246,10 +246,10 @@ ENGINE_TEST(pool, source_sticky, 60)
 	stop_all(&f, s, 4);
 }
 
-/* first: every client goes to the first upstream while it is up. */
+/* first: every client goes to the first upstream while it is up. A bare duration is seconds. */
 ENGINE_TEST(pool, first_in_order, 60)
 {
-	const char *flags[] = { "--balance", "first", NULL };
+	const char *flags[] = { "--balance", "first", "--connect-timeout", "5", NULL };
 	char a[3][96];
 	const char *ups[4];
 	struct srv s[3];
