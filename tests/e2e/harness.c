@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,8 +400,10 @@ void fwd_start(struct fwd *f, const struct fwd_opts *o)
 		argv[n++] = "sockfwd";
 		argv[n++] = "-l";
 		argv[n++] = listen;
-		argv[n++] = "-r";
-		argv[n++] = o->remote;
+		if (o->remote != NULL) {
+			argv[n++] = "-r";
+			argv[n++] = o->remote;
+		}
 		if (o->engine) {
 			argv[n++] = "-b";
 			argv[n++] = o->engine;
@@ -410,15 +413,17 @@ void fwd_start(struct fwd *f, const struct fwd_opts *o)
 			argv[n++] = "-j";
 			argv[n++] = threads;
 		}
-		for (int i = 0; i < 8 && o->extra[i] != NULL; i++)
+		for (int i = 0; i < FWD_EXTRA && o->extra[i] != NULL; i++) {
+			cr_assert(n < MAX_ARGS - 1, "too many arguments");
 			argv[n++] = o->extra[i];
+		}
 		argv[n] = NULL;
 
 		fwd_spawn(f, argv, o->nofile);
 		f->family = family;
 		f->port = port;
 		cur_fwd = f;
-		if (fwd_wait_ready(f))
+		if (o->no_probe ? fwd_wait_listening(f, &port, 1, E2E_READY_MS) : fwd_wait_ready(f))
 			return;
 		fwd_release(f);
 	}
@@ -804,6 +809,11 @@ static int recv_exact_try(int fd, unsigned char *buf, size_t n, uint64_t deadlin
 	return off == n ? 0 : -ETIMEDOUT;
 }
 
+int recv_exact_ms(int fd, void *buf, size_t n, int ms)
+{
+	return recv_exact_try(fd, buf, n, now_ms() + (uint64_t)ms);
+}
+
 int echo_try(int family, int port, uint64_t seed, size_t n, int ms)
 {
 	uint64_t deadline = now_ms() + (uint64_t)ms;
@@ -896,6 +906,7 @@ void sender_join(struct sender *s)
 struct srv_conn {
 	struct srv *srv;
 	int fd;
+	int idx; /* in accept order, from 0 */
 	enum srv_kind kind;
 	uint64_t len;
 	uint64_t seed;
@@ -979,6 +990,85 @@ static void srv_halfclose(int fd, unsigned char *buf, uint64_t len)
 	srv_source(fd, buf, len, halfclose_seed(h, total));
 }
 
+static const unsigned char pp_v2_sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+					     0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
+
+/* recv one byte; 1, or 0 on EOF or an error. */
+static int srv_recv1(int fd, unsigned char *c)
+{
+	for (int i = 0; i < 1000; i++) {
+		ssize_t r = recv(fd, c, 1, 0);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		return r == 1;
+	}
+	return 0;
+}
+
+/*
+ * Read a leading PROXY header byte by byte: "PROXY " up to CRLF (at most
+ * 107 bytes), or the v2 signature, 4 more bytes and the length they
+ * give. Bytes that turn out to be no header stay in h as payload.
+ * Returns the header length (0: none); *n is how many bytes h holds;
+ * *eof is set when the peer ended or failed first.
+ */
+static size_t srv_read_head(int fd, unsigned char *h, size_t *n, int *eof)
+{
+	static const char v1[] = "PROXY ";
+	size_t len = 0, want = 0;
+
+	*eof = 0;
+	for (int i = 0; len < SRV_HEAD_MAX; i++) {
+		int is_v1 = len <= 6 && memcmp(h, v1, len) == 0;
+		int is_v2 = len <= 12 && memcmp(h, pp_v2_sig, len) == 0;
+
+		if (len >= 6 && memcmp(h, v1, 6) == 0) {
+			if (len >= 2 && h[len - 2] == '\r' && h[len - 1] == '\n')
+				break;
+			if (len >= 107)
+				break;
+		} else if (len >= 12 && memcmp(h, pp_v2_sig, 12) == 0) {
+			if (len == 16)
+				want = 16 + ((size_t)h[14] << 8 | h[15]);
+			if (len >= 16 && len >= want)
+				break;
+		} else if (!is_v1 && !is_v2) {
+			*n = len;
+			return 0;
+		}
+		if (!srv_recv1(fd, &h[len])) {
+			*eof = 1;
+			break;
+		}
+		len++;
+	}
+	*n = len;
+	return len;
+}
+
+/* SRV_HEAD: record the header of connection c, then echo the rest. */
+static void srv_head(struct srv_conn *c, unsigned char *buf)
+{
+	struct srv *s = c->srv;
+	size_t n = 0, hl;
+	int eof;
+
+	hl = srv_read_head(c->fd, buf, &n, &eof);
+	if (c->idx < SRV_HEADS) {
+		struct srv_head *sh = &s->heads[c->idx];
+
+		memcpy(sh->buf, buf, hl);
+		sh->len = hl;
+		atomic_store(&sh->done, 1);
+	}
+	if (eof)
+		return;
+	if (n > hl && srv_send_all(c->fd, buf + hl, n - hl) < 0)
+		return;
+	srv_echo(s, c->fd, buf);
+}
+
 static void *srv_conn_main(void *arg)
 {
 	struct srv_conn *c = arg;
@@ -999,6 +1089,17 @@ static void *srv_conn_main(void *arg)
 			break;
 		case SRV_HALFCLOSE:
 			srv_halfclose(c->fd, buf, c->len);
+			break;
+		case SRV_ID: {
+			char id[16];
+
+			snprintf(id, sizeof(id), "srv%04u\n", (unsigned)s->id % 10000u);
+			if (srv_send_all(c->fd, id, SRV_ID_LEN) == 0)
+				srv_echo(c->srv, c->fd, buf);
+			break;
+		}
+		case SRV_HEAD:
+			srv_head(c, buf);
 			break;
 		case SRV_RST: {
 			ssize_t r;
@@ -1030,7 +1131,7 @@ static void *srv_accept_main(void *arg)
 	pthread_attr_setstacksize(&attr, SRV_STACK);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	for (int i = 0; i < 10000000; i++) {
-		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC), idx;
 		struct srv_conn *c;
 		pthread_t th;
 
@@ -1045,16 +1146,19 @@ static void *srv_accept_main(void *arg)
 			}
 			break; /* EINVAL after srv_stop's shutdown */
 		}
-		atomic_fetch_add(&s->accepted, 1);
+		idx = atomic_fetch_add(&s->accepted, 1);
 		c = malloc(sizeof(*c));
 		if (c == NULL) {
 			atomic_fetch_add(&s->failures, 1);
 			close_rst(fd);
 			continue;
 		}
-		*c = (struct srv_conn){
-			.srv = s, .fd = fd, .kind = s->kind, .len = s->len, .seed = s->seed
-		};
+		*c = (struct srv_conn){ .srv = s,
+					.fd = fd,
+					.idx = idx,
+					.kind = s->kind,
+					.len = s->len,
+					.seed = s->seed };
 		atomic_fetch_add(&s->active, 1);
 		if (pthread_create(&th, &attr, srv_conn_main, c) != 0) {
 			atomic_fetch_sub(&s->active, 1);
@@ -1067,24 +1171,63 @@ static void *srv_accept_main(void *arg)
 	return NULL;
 }
 
-void srv_start(struct srv *s, int family, enum srv_kind kind, uint64_t len, uint64_t seed)
+void srv_bind(struct srv *s, int family, enum srv_kind kind, int port)
 {
 	struct sockaddr_storage ss;
-	socklen_t slen = loop_sockaddr(&ss, family, 0);
-	int e;
+	socklen_t slen = loop_sockaddr(&ss, family, port);
 
 	memset(s, 0, sizeof(*s));
 	s->family = family;
 	s->kind = kind;
-	s->len = len;
-	s->seed = seed;
 	s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	sys_assert(s->lfd >= 0, "socket");
-	sys_assert(bind(s->lfd, (struct sockaddr *)&ss, slen) == 0, "bind");
-	sys_assert(listen(s->lfd, 4096) == 0, "listen");
+	sys_assert(bind(s->lfd, (struct sockaddr *)&ss, slen) == 0, "bind port %d", port);
 	s->port = sock_port(s->lfd);
+	if (kind == SRV_HEAD) {
+		s->heads = calloc(SRV_HEADS, sizeof(*s->heads));
+		cr_assert(s->heads != NULL, "calloc failed");
+	}
+}
+
+void srv_listen(struct srv *s)
+{
+	int e;
+
+	cr_assert(!s->listening, "srv_listen twice");
+	sys_assert(listen(s->lfd, 4096) == 0, "listen");
 	e = pthread_create(&s->th, NULL, srv_accept_main, s);
 	cr_assert(e == 0, "pthread_create: %s", strerror(e));
+	s->listening = 1;
+}
+
+void srv_start(struct srv *s, int family, enum srv_kind kind, uint64_t len, uint64_t seed)
+{
+	srv_bind(s, family, kind, 0);
+	s->len = len;
+	s->seed = seed;
+	srv_listen(s);
+}
+
+void srv_start_id(struct srv *s, int family, int id)
+{
+	srv_bind(s, family, SRV_ID, 0);
+	s->id = id;
+	srv_listen(s);
+}
+
+const unsigned char *srv_head_wait(struct srv *s, int i, size_t *len)
+{
+	uint64_t deadline = now_ms() + E2E_HANG_MS;
+
+	cr_assert(s->heads != NULL && i >= 0 && i < SRV_HEADS, "srv_head_wait: not SRV_HEAD");
+	for (int k = 0; k < 1000000 && !atomic_load(&s->heads[i].done); k++) {
+		cr_assert(now_ms() < deadline,
+			  "upstream connection %d: no header within %d ms (%d accepted)%s", i,
+			  E2E_HANG_MS, atomic_load(&s->accepted), fwd_note());
+		sleep_ms(2);
+	}
+	*len = s->heads[i].len;
+	return s->heads[i].buf;
 }
 
 void srv_stop(struct srv *s)
@@ -1092,12 +1235,20 @@ void srv_stop(struct srv *s)
 	uint64_t deadline = now_ms() + E2E_EXIT_MS;
 	int e;
 
+	if (!s->listening) {
+		close(s->lfd);
+		s->lfd = -1;
+		free(s->heads);
+		s->heads = NULL;
+		return;
+	}
 	/* On Linux, shutdown() of a listening socket wakes accept() with EINVAL. */
 	sys_assert(shutdown(s->lfd, SHUT_RDWR) == 0, "shutdown listener");
 	e = pthread_join(s->th, NULL);
 	cr_assert(e == 0, "pthread_join: %s", strerror(e));
 	close(s->lfd);
 	s->lfd = -1;
+	s->listening = 0;
 	/* Connection threads use *s: wait for them (their peers are gone by now). */
 	for (int i = 0; i < 100000 && atomic_load(&s->active) > 0; i++) {
 		if (now_ms() >= deadline)
@@ -1107,9 +1258,677 @@ void srv_stop(struct srv *s)
 	cr_assert(atomic_load(&s->active) == 0,
 		  "%d upstream connections still open %d ms after the forwarder stopped",
 		  atomic_load(&s->active), E2E_EXIT_MS);
+	free(s->heads);
+	s->heads = NULL;
 }
 
 char *srv_addr(const struct srv *s, char *buf, size_t len)
 {
 	return loop_addr(buf, len, s->family, s->port);
+}
+
+/* ---- a silent upstream ---- */
+
+/* A non-blocking connect to port: 1 when it completes within ms, 0 when still pending. */
+static int connect_completes(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+	int err = 0, pr;
+	socklen_t len = sizeof(err);
+
+	do
+		pr = poll(&pfd, 1, ms);
+	while (pr < 0 && errno == EINTR);
+	sys_assert(pr >= 0, "poll");
+	if (pr == 0)
+		return 0;
+	sys_assert(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0, "SO_ERROR");
+	cr_assert(err == 0, "connect to the silent listener failed: %s", strerror(err));
+	return 1;
+}
+
+void silent_start(struct silent *q, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen = loop_sockaddr(&ss, family, 0);
+
+	memset(q, 0, sizeof(*q));
+	q->family = family;
+	q->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sys_assert(q->lfd >= 0, "socket");
+	sys_assert(bind(q->lfd, (struct sockaddr *)&ss, slen) == 0, "bind");
+	sys_assert(listen(q->lfd, 0) == 0, "listen");
+	q->port = sock_port(q->lfd);
+	/* Fill the accept queue; the first connect that hangs proves SYNs are dropped. */
+	for (int i = 0; i < SILENT_FILL; i++) {
+		int fd = tcp_connect_nb(family, q->port);
+
+		if (!connect_completes(fd, 300)) {
+			close(fd);
+			return;
+		}
+		q->fill[q->nfill++] = fd;
+	}
+	cr_assert_fail("%d connects to a listener with backlog 0 all completed: this kernel "
+		       "does not drop SYNs when the accept queue is full",
+		       SILENT_FILL);
+}
+
+void silent_stop(struct silent *q)
+{
+	for (int i = 0; i < q->nfill; i++)
+		close(q->fill[i]);
+	close(q->lfd);
+	q->nfill = 0;
+	q->lfd = -1;
+}
+
+/* ---- clients with a chosen source, identities ---- */
+
+int sock_local_port(int fd) { return sock_port(fd); }
+
+int tcp_connect_from_try(int family, const char *src, int port)
+{
+	struct sockaddr_storage ss, sa;
+	socklen_t len = loop_sockaddr(&ss, family, port);
+	int fd, e;
+
+	if (src == NULL)
+		return tcp_connect_try(family, port);
+	memset(&sa, 0, sizeof(sa));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+
+		s6->sin6_family = AF_INET6;
+		cr_assert(inet_pton(AF_INET6, src, &s6->sin6_addr) == 1, "bad address %s", src);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+
+		s4->sin_family = AF_INET;
+		cr_assert(inet_pton(AF_INET, src, &s4->sin_addr) == 1, "bad address %s", src);
+	}
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sys_assert(fd >= 0, "socket");
+	set_timeouts(fd, E2E_HANG_MS);
+	sys_assert(bind(fd, (struct sockaddr *)&sa,
+			family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					   : sizeof(struct sockaddr_in)) == 0,
+		   "bind the client to %s", src);
+	for (int i = 0; i < 100; i++) {
+		if (connect(fd, (struct sockaddr *)&ss, len) == 0)
+			return fd;
+		if (errno != EINTR)
+			break;
+	}
+	e = errno;
+	close(fd);
+	return -e;
+}
+
+int tcp_connect_from(int family, const char *src, int port)
+{
+	int fd = tcp_connect_from_try(family, src, port);
+
+	cr_assert(fd >= 0, "connect from %s to loopback port %d: %s%s", src ? src : "any", port,
+		  strerror(-fd), fwd_note());
+	return fd;
+}
+
+int id_read_try(int fd, int ms)
+{
+	unsigned char buf[SRV_ID_LEN + 1];
+	int id = 0, r;
+
+	r = recv_exact_try(fd, buf, SRV_ID_LEN, now_ms() + (uint64_t)ms);
+	if (r < 0)
+		return r;
+	buf[SRV_ID_LEN] = '\0';
+	if (memcmp(buf, "srv", 3) != 0 || buf[SRV_ID_LEN - 1] != '\n')
+		return -EPROTO;
+	for (int i = 3; i < SRV_ID_LEN - 1; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return -EPROTO;
+		id = id * 10 + (buf[i] - '0');
+	}
+	return id;
+}
+
+int id_read(int fd)
+{
+	int id = id_read_try(fd, E2E_HANG_MS);
+
+	cr_assert(id >= 0, "reading the upstream's identity: %s%s",
+		  id == -EPROTO	     ? "not an identity"
+		  : id == -EPIPE     ? "EOF"
+		  : id == -ETIMEDOUT ? "timed out"
+				     : strerror(-id),
+		  fwd_note());
+	return id;
+}
+
+int id_query(int family, const char *src, int port)
+{
+	int fd = tcp_connect_from(family, src, port), id;
+
+	id = id_read(fd);
+	close(fd);
+	return id;
+}
+
+/* ---- listeners of the child ---- */
+
+struct inode_set {
+	unsigned long *v;
+	size_t n, cap;
+};
+
+/* Socket inodes of /proc/PID/fd; 0, or -1 when the process is gone. */
+static int pid_socket_inodes(pid_t pid, struct inode_set *set)
+{
+	char path[64], link[64], lp[320];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	for (int i = 0; i < 1000000 && (de = readdir(d)) != NULL; i++) {
+		unsigned long ino;
+		ssize_t r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(lp, sizeof(lp), "%s/%s", path, de->d_name);
+		r = readlink(lp, link, sizeof(link) - 1);
+		if (r <= 0)
+			continue;
+		link[r] = '\0';
+		if (sscanf(link, "socket:[%lu]", &ino) != 1)
+			continue;
+		if (set->n == set->cap) {
+			size_t cap = set->cap ? set->cap * 2 : 256;
+			unsigned long *v = realloc(set->v, cap * sizeof(*v));
+
+			cr_assert(v != NULL, "realloc failed");
+			set->v = v;
+			set->cap = cap;
+		}
+		set->v[set->n++] = ino;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int cmp_ulong(const void *a, const void *b)
+{
+	unsigned long x = *(const unsigned long *)a, y = *(const unsigned long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Visit the listening sockets of pid with a port in lo..hi: visit(port,
+ * inode, arg) for each. Returns -1 when the process is gone, else 0.
+ */
+static int proc_listeners(pid_t pid, int lo, int hi, void (*visit)(int, unsigned long, void *),
+			  void *arg)
+{
+	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	struct inode_set set = { 0 };
+	char line[512];
+
+	if (pid_socket_inodes(pid, &set) < 0)
+		return -1;
+	if (set.n > 0)
+		qsort(set.v, set.n, sizeof(*set.v), cmp_ulong);
+	for (size_t f = 0; f < 2; f++) {
+		FILE *fp = fopen(files[f], "re");
+
+		if (fp == NULL)
+			continue;
+		for (int i = 0; i < 10000000 && fgets(line, sizeof(line), fp) != NULL; i++) {
+			unsigned lport, st;
+			unsigned long inode;
+
+			if (sscanf(line,
+				   " %*d: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x "
+				   "%*x %*u %*u %lu",
+				   &lport, &st, &inode) != 3)
+				continue;
+			if (st != 0x0A || (int)lport < lo || (int)lport > hi)
+				continue;
+			if (set.n > 0 && bsearch(&inode, set.v, set.n, sizeof(*set.v), cmp_ulong))
+				visit((int)lport, inode, arg);
+		}
+		fclose(fp);
+	}
+	free(set.v);
+	return 0;
+}
+
+struct inode_list {
+	unsigned long *ino;
+	int max;
+	int found;
+};
+
+static void add_inode(int port, unsigned long inode, void *arg)
+{
+	struct inode_list *l = arg;
+
+	(void)port;
+	if (l->ino != NULL && l->found < l->max)
+		l->ino[l->found] = inode;
+	l->found++;
+}
+
+int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max)
+{
+	struct inode_list l = { .ino = ino, .max = max };
+
+	if (proc_listeners(pid, port, port, add_inode, &l) < 0)
+		return 0;
+	return l.found;
+}
+
+struct port_map {
+	int lo;
+	unsigned char *seen;
+	int n;
+};
+
+static void add_port(int port, unsigned long inode, void *arg)
+{
+	struct port_map *m = arg;
+
+	(void)inode;
+	if (!m->seen[port - m->lo]) {
+		m->seen[port - m->lo] = 1;
+		m->n++;
+	}
+}
+
+int proc_listening_ports(pid_t pid, int lo, int hi)
+{
+	struct port_map m = { .lo = lo };
+
+	m.seen = calloc((size_t)(hi - lo + 1), 1);
+	cr_assert(m.seen != NULL, "calloc failed");
+	proc_listeners(pid, lo, hi, add_port, &m);
+	free(m.seen);
+	return m.n;
+}
+
+int proc_listening(pid_t pid, int port) { return proc_listen_inodes(pid, port, NULL, 0) > 0; }
+
+int fwd_wait_listening(struct fwd *f, const int *ports, int n, int ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+	int k = 0;
+
+	for (int i = 0; i < 1000000; i++) {
+		if (fwd_wait(f, 0)) {
+			char err[4096];
+
+			fwd_stderr(f, err, sizeof(err));
+			if (WIFEXITED(f->status) && WEXITSTATUS(f->status) == 1 &&
+			    strcasestr(err, "in use") != NULL)
+				return 0;
+			cr_assert_fail("sockfwd exited before listening: %s; stderr:\n%s",
+				       fwd_status_str(f), fwd_stderr_tail(f));
+		}
+		while (k < n && proc_listening(f->pid, ports[k]))
+			k++;
+		if (k == n)
+			return 1;
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(10);
+	}
+	kill(f->pid, SIGKILL);
+	fwd_wait(f, E2E_EXIT_MS);
+	cr_assert_fail("sockfwd not listening on port %d after %d ms; stderr:\n%s", ports[k], ms,
+		       fwd_stderr_tail(f));
+	return 0;
+}
+
+void fwd_wait_port(struct fwd *f, int port, int listening, int ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+
+	for (int i = 0; i < 1000000; i++) {
+		fwd_assert_alive(f);
+		if (proc_listening(f->pid, port) == listening)
+			return;
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(10);
+	}
+	cr_assert_fail("sockfwd %s listening on port %d after %d ms; stderr:\n%s",
+		       listening ? "not" : "still", port, ms, fwd_stderr_tail(f));
+}
+
+/* Lowest port of the kernel's ephemeral range. */
+static int ephemeral_low(void)
+{
+	FILE *fp = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+	int lo = 32768, hi;
+
+	if (fp != NULL) {
+		if (fscanf(fp, "%d %d", &lo, &hi) != 2)
+			lo = 32768;
+		fclose(fp);
+	}
+	return lo;
+}
+
+/* 1 when port can be bound on the loopback address of family right now. */
+static int port_free(int family, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = loop_sockaddr(&ss, family, port);
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
+
+	sys_assert(fd >= 0, "socket");
+	ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	close(fd);
+	return ok;
+}
+
+int pick_ports(int family, int n)
+{
+	static uint64_t rnd;
+	int lo = 10000, hi = ephemeral_low() - n;
+
+	if (rnd == 0)
+		rnd = ((uint64_t)getpid() << 32) ^ now_ms() ^ 0x9e3779b97f4a7c15ull;
+	if (hi - lo < 1000) {
+		lo = 1024;
+		hi = 65535 - n;
+	}
+	for (int attempt = 0; attempt < 1000; attempt++) {
+		int base, k;
+
+		rnd ^= rnd << 13;
+		rnd ^= rnd >> 7;
+		rnd ^= rnd << 17;
+		base = lo + (int)(rnd % (uint64_t)(hi - lo));
+		for (k = 0; k < n && port_free(family, base + k); k++)
+			;
+		if (k == n)
+			return base;
+	}
+	cr_assert_fail("no %d consecutive free ports in %d-%d", n, lo, hi);
+	return -1;
+}
+
+int pick_port(int family) { return pick_ports(family, 1); }
+
+/* ---- the child's log ---- */
+
+/* All of stderr, malloc'd and NUL terminated. */
+static char *stderr_all(const struct fwd *f)
+{
+	struct stat st;
+	char *buf;
+
+	sys_assert(fstat(f->err_fd, &st) == 0, "fstat");
+	buf = malloc((size_t)st.st_size + 4096);
+	cr_assert(buf != NULL, "malloc failed");
+	memfd_read(f->err_fd, buf, (size_t)st.st_size + 4096);
+	return buf;
+}
+
+/* needle in [p, end) such that a needle ending in a digit is not followed by one. */
+static int line_has(const char *p, size_t len, const char *needle)
+{
+	size_t nl = strlen(needle);
+	int digit_end = nl > 0 && needle[nl - 1] >= '0' && needle[nl - 1] <= '9';
+
+	for (size_t i = 0; i + nl <= len; i++) {
+		if (memcmp(p + i, needle, nl) != 0)
+			continue;
+		if (digit_end && i + nl < len && p[i + nl] >= '0' && p[i + nl] <= '9')
+			continue;
+		return 1;
+	}
+	return 0;
+}
+
+/* Visit the lines holding a and b; stop at the first when buf is given. Returns the count. */
+static int log_scan(const struct fwd *f, const char *a, const char *b, char *out, size_t outlen)
+{
+	char *all = stderr_all(f), *p = all;
+	int n = 0;
+
+	if (out != NULL)
+		out[0] = '\0';
+	for (int i = 0; i < 100000000 && *p != '\0'; i++) {
+		char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (line_has(p, len, a) && (b == NULL || line_has(p, len, b))) {
+			n++;
+			if (out != NULL) {
+				snprintf(out, outlen, "%.*s", (int)len, p);
+				break;
+			}
+		}
+		if (nl == NULL)
+			break;
+		p = nl + 1;
+	}
+	free(all);
+	return n;
+}
+
+int fwd_log_count(const struct fwd *f, const char *a, const char *b)
+{
+	return log_scan(f, a, b, NULL, 0);
+}
+
+char *fwd_log_line(const struct fwd *f, const char *a, const char *b, char *buf, size_t len)
+{
+	log_scan(f, a, b, buf, len);
+	return buf;
+}
+
+int fwd_log_wait(struct fwd *f, int ms, const char *a, const char *b)
+{
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+
+	for (int i = 0; i < 1000000; i++) {
+		if (log_scan(f, a, b, NULL, 0) > 0)
+			return 1;
+		if (now_ms() >= deadline)
+			break;
+		sleep_ms(10);
+	}
+	return 0;
+}
+
+/* ---- config files ---- */
+
+void conf_pick(struct fwd_conf *c)
+{
+	int family = c->family ? c->family : AF_INET;
+
+	cr_assert(c->nlisten >= 0 && c->nlisten <= CONF_PORTS, "nlisten %d", c->nlisten);
+	if (c->consecutive && c->nlisten > 0) {
+		int base = pick_ports(family, c->nlisten);
+
+		for (int i = 0; i < c->nlisten; i++)
+			c->lport[i] = base + i;
+	} else {
+		for (int i = 0; i < c->nlisten; i++) {
+			int dup;
+
+			do {
+				c->lport[i] = pick_port(family);
+				dup = 0;
+				for (int k = 0; k < i; k++)
+					dup |= c->lport[k] == c->lport[i];
+			} while (dup);
+		}
+	}
+	c->picked = 1;
+}
+
+/* text with the placeholders of c replaced, malloc'd. */
+static char *conf_expand(const struct fwd_conf *c, const char *text)
+{
+	size_t cap = strlen(text) * 2 + 1024, n = 0;
+	char *out = malloc(cap);
+
+	cr_assert(out != NULL, "malloc failed");
+	for (const char *p = text; *p != '\0'; p++) {
+		char tmp[32];
+		const char *rep = NULL;
+
+		if (p[0] == '@' && (p[1] == 'L' || p[1] == 'U') && p[2] >= '0' &&
+		    p[2] < '0' + CONF_PORTS) {
+			int i = p[2] - '0';
+
+			cr_assert(p[1] == 'U' || i < c->nlisten, "template uses @L%d of %d", i,
+				  c->nlisten);
+			snprintf(tmp, sizeof(tmp), "%d", p[1] == 'L' ? c->lport[i] : c->up[i]);
+			rep = tmp;
+			p += 2;
+		} else if (p[0] == '@' && p[1] == 'E') {
+			cr_assert(c->engine != NULL, "template uses @E without an engine");
+			rep = c->engine;
+			p += 1;
+		}
+		if (rep == NULL) {
+			tmp[0] = *p;
+			tmp[1] = '\0';
+			rep = tmp;
+		}
+		cr_assert(n + strlen(rep) + 1 < cap, "template too long");
+		memcpy(out + n, rep, strlen(rep));
+		n += strlen(rep);
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* Files made by conf_write, removed at exit even when an assertion ends the test. */
+static char conf_made[16][64];
+
+static void conf_cleanup(void)
+{
+	for (size_t i = 0; i < sizeof(conf_made) / sizeof(conf_made[0]); i++) {
+		if (conf_made[i][0] != '\0')
+			unlink(conf_made[i]);
+	}
+}
+
+static void conf_track(const char *path)
+{
+	static int registered;
+
+	if (!registered && atexit(conf_cleanup) == 0)
+		registered = 1;
+	for (size_t i = 0; i < sizeof(conf_made) / sizeof(conf_made[0]); i++) {
+		if (conf_made[i][0] == '\0') {
+			snprintf(conf_made[i], sizeof(conf_made[i]), "%s", path);
+			return;
+		}
+	}
+}
+
+void conf_write(struct fwd_conf *c, const char *text)
+{
+	char tmp[80], *body;
+	int fd;
+
+	if (!c->picked)
+		conf_pick(c);
+	if (c->path[0] == '\0') {
+		snprintf(c->path, sizeof(c->path), "/tmp/sockfwd-e2e-XXXXXX.conf");
+		fd = mkstemps(c->path, 5);
+		sys_assert(fd >= 0, "mkstemps");
+		close(fd);
+		conf_track(c->path);
+	}
+	body = conf_expand(c, text);
+	snprintf(tmp, sizeof(tmp), "%s.new", c->path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	sys_assert(fd >= 0, "open %s", tmp);
+	for (size_t off = 0, len = strlen(body); off < len;) {
+		ssize_t r = write(fd, body + off, len - off);
+
+		sys_assert(r > 0, "write %s", tmp);
+		off += (size_t)r;
+	}
+	close(fd);
+	sys_assert(rename(tmp, c->path) == 0, "rename %s", tmp);
+	free(body);
+}
+
+void conf_remove(struct fwd_conf *c)
+{
+	if (c->path[0] != '\0')
+		unlink(c->path);
+	c->path[0] = '\0';
+}
+
+void fwd_start_conf(struct fwd *f, struct fwd_conf *c, const char *text)
+{
+	for (int attempt = 0; attempt < 10; attempt++) {
+		const char *argv[MAX_ARGS];
+		int ports[CONF_PORTS], np = 0, n = 0;
+
+		if (attempt > 0 || !c->picked)
+			conf_pick(c);
+		conf_write(c, text);
+		argv[n++] = "sockfwd";
+		argv[n++] = "-c";
+		argv[n++] = c->path;
+		for (int i = 0; i < FWD_EXTRA && c->extra[i] != NULL; i++) {
+			cr_assert(n < MAX_ARGS - 1, "too many arguments");
+			argv[n++] = c->extra[i];
+		}
+		argv[n] = NULL;
+		for (int i = 0; i < c->nlisten; i++) {
+			char ph[16];
+
+			snprintf(ph, sizeof(ph), "@L%d", i);
+			if (c->consecutive || strstr(text, ph) != NULL)
+				ports[np++] = c->lport[i];
+		}
+		fwd_spawn(f, argv, 0);
+		f->family = c->family ? c->family : AF_INET;
+		f->port = c->nlisten > 0 ? c->lport[0] : 0;
+		cur_fwd = f;
+		if (fwd_wait_listening(f, ports, np, E2E_READY_MS))
+			return;
+		fwd_release(f);
+	}
+	cr_assert_fail("sockfwd: address in use on 10 different sets of free ports");
+}
+
+int fwd_run(const char *const *argv, int ms, char *out, size_t outlen, char *err, size_t errlen)
+{
+	struct fwd f;
+	int status;
+
+	fwd_spawn(&f, argv, 0);
+	if (!fwd_wait(&f, ms)) {
+		const char *tail = fwd_stderr_tail(&f);
+
+		kill(f.pid, SIGKILL);
+		fwd_wait(&f, E2E_EXIT_MS);
+		cr_assert_fail("sockfwd did not exit within %d ms; stderr:\n%s", ms, tail);
+	}
+	if (out != NULL)
+		fwd_stdout(&f, out, outlen);
+	if (err != NULL)
+		fwd_stderr(&f, err, errlen);
+	cr_assert(WIFEXITED(f.status), "sockfwd %s; stderr:\n%s", fwd_status_str(&f),
+		  fwd_stderr_tail(&f));
+	status = WEXITSTATUS(f.status);
+	fwd_release(&f);
+	return status;
 }

@@ -89,13 +89,22 @@ struct fwd {
 	int port;   /* listener port */
 };
 
+#define FWD_EXTRA 24
+
 struct fwd_opts {
-	const char *engine;   /* -b, NULL: default */
-	const char *remote;   /* -r, required */
-	int family;	      /* listener on 127.0.0.1 (AF_INET, default) or [::1] (AF_INET6) */
-	int threads;	      /* -j, 0: default */
-	const char *extra[8]; /* more arguments, NULL terminated */
-	rlim_t nofile;	      /* RLIMIT_NOFILE soft = hard in the child, 0: inherited */
+	const char *engine; /* -b, NULL: default */
+	const char *remote; /* -r, NULL: only those in extra */
+	int family;	    /* listener on 127.0.0.1 (AF_INET, default) or [::1] (AF_INET6) */
+	int threads;	    /* -j, 0: default */
+	const char *extra[FWD_EXTRA]; /* more arguments, NULL terminated */
+	rlim_t nofile;		      /* RLIMIT_NOFILE soft = hard in the child, 0: inherited */
+	/*
+	 * Readiness from /proc (a listening socket of the child on the port)
+	 * instead of a probe connection, so that no connection reaches the
+	 * forwarder before the test's own: balancing order, upstream counts
+	 * and logs then see only the test's clients.
+	 */
+	int no_probe;
 };
 
 /* Path of the binary: $SOCKFWD_BIN or build/sockfwd. */
@@ -171,6 +180,11 @@ void send_gen(int fd, uint64_t seed, uint64_t len);
 void recv_exact(int fd, void *buf, size_t n);
 /* Read until EOF (recv == 0) or max bytes; fails on error or timeout. */
 uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max);
+/*
+ * Read exactly n bytes within ms without failing: 0, -ETIMEDOUT, -EPIPE
+ * (EOF first) or -errno.
+ */
+int recv_exact_ms(int fd, void *buf, size_t n, int ms);
 /* Assert the next recv returns 0 (EOF), not data and not an error. */
 void recv_expect_eof(int fd);
 /* Read until an error; assert it is ECONNRESET (EOF fails the test). */
@@ -210,6 +224,19 @@ enum srv_kind {
 	SRV_SOURCE,    /* send len bytes of seed, close at once, read nothing */
 	SRV_HALFCLOSE, /* read to EOF; reply {len, hash} + len bytes of seed hash^len; close */
 	SRV_RST,       /* read at least one byte, then close with a RST */
+	SRV_ID,	       /* send its identity (SRV_ID_LEN bytes) at once, then echo */
+	SRV_HEAD,      /* record a leading PROXY header (srv_head_wait), then echo the rest */
+};
+
+#define SRV_ID_LEN   8 /* "srv0042\n" */
+#define SRV_HEADS    32
+#define SRV_HEAD_MAX 640
+
+/* The PROXY header (or its absence: len 0) that one SRV_HEAD connection began with. */
+struct srv_head {
+	_Atomic int done;
+	size_t len;
+	unsigned char buf[SRV_HEAD_MAX];
 };
 
 struct srv {
@@ -219,16 +246,35 @@ struct srv {
 	enum srv_kind kind;
 	uint64_t len;
 	uint64_t seed;
-	_Atomic int accepted; /* connections */
-	_Atomic int failures; /* connections that could not be served */
-	_Atomic int active;   /* connection threads running */
-	_Atomic int eofs;     /* SRV_ECHO connections with data that ended with EOF */
-	_Atomic int resets;   /* SRV_ECHO connections with data that ended with a reset */
+	int id;			/* SRV_ID: identity sent to each client */
+	int listening;		/* srv_listen ran: the accept thread exists */
+	struct srv_head *heads; /* SRV_HEAD: SRV_HEADS slots in accept order */
+	_Atomic int accepted;	/* connections */
+	_Atomic int failures;	/* connections that could not be served */
+	_Atomic int active;	/* connection threads running */
+	_Atomic int eofs;	/* SRV_ECHO connections with data that ended with EOF */
+	_Atomic int resets;	/* SRV_ECHO connections with data that ended with a reset */
 	pthread_t th;
 };
 
 /* Bind port 0 on the loopback address of family, listen, accept on a thread. */
 void srv_start(struct srv *s, int family, enum srv_kind kind, uint64_t len, uint64_t seed);
+/* srv_start for SRV_ID with identity id. */
+void srv_start_id(struct srv *s, int family, int id);
+/*
+ * Bind port (0: any) on the loopback address of family without listening:
+ * a connect to it is refused until srv_listen, which starts the server
+ * on the same port (an upstream "down, then back" with no port race).
+ * Fields such as id may be set in between.
+ */
+void srv_bind(struct srv *s, int family, enum srv_kind kind, int port);
+void srv_listen(struct srv *s);
+/*
+ * SRV_HEAD: wait (bounded) for the header of the i-th accepted connection
+ * (from 0); returns its bytes with *len (0: the connection began without
+ * a PROXY header).
+ */
+const unsigned char *srv_head_wait(struct srv *s, int i, size_t *len);
 /*
  * Stop accepting and wait (bounded) for the connection threads, which end
  * when their peers do: call it after the forwarder has stopped.
@@ -244,6 +290,135 @@ struct halfclose_hdr {
 };
 
 uint64_t halfclose_seed(uint64_t hash, uint64_t len);
+
+/* ---- a silent upstream: SYNs get no answer ---- */
+
+#define SILENT_FILL 8
+
+/*
+ * A listener with backlog 0 whose accept queue is full of connections
+ * nobody accepts: the kernel drops further SYNs, so a connect to it
+ * neither completes nor fails until the connector gives up. silent_start
+ * checks that a further connect really hangs.
+ */
+struct silent {
+	int lfd;
+	int family;
+	int port;
+	int fill[SILENT_FILL];
+	int nfill;
+};
+
+void silent_start(struct silent *q, int family);
+void silent_stop(struct silent *q);
+
+/* ---- clients with a chosen source address, and upstream identities ---- */
+
+/* Port of a bound socket. */
+int sock_local_port(int fd);
+/*
+ * Blocking connect to the loopback address of family, port, from source
+ * address src ("127.0.0.2": any loopback alias works on Linux; NULL: the
+ * kernel's choice). Send/recv time out after E2E_HANG_MS.
+ */
+int tcp_connect_from(int family, const char *src, int port);
+/* Same, but returns -errno instead of failing. */
+int tcp_connect_from_try(int family, const char *src, int port);
+
+/* Read a SRV_ID identity from fd; returns the id (fails on anything else). */
+int id_read(int fd);
+/* Same without failing: the id, or -errno (-EPROTO: not an identity). */
+int id_read_try(int fd, int ms);
+/* Connect (from src, NULL: any), read the identity of the upstream, close. */
+int id_query(int family, const char *src, int port);
+
+/* ---- listeners of the child, from /proc ---- */
+
+/*
+ * Inodes (up to max into ino, which may be NULL) of the listening TCP
+ * sockets on port held by process pid. Returns how many it holds.
+ */
+int proc_listen_inodes(pid_t pid, int port, unsigned long *ino, int max);
+/* 1 when pid holds a listening socket on port. */
+int proc_listening(pid_t pid, int port);
+/* How many ports of lo..hi pid listens on (one pass over /proc, for thousands). */
+int proc_listening_ports(pid_t pid, int lo, int hi);
+
+/*
+ * Wait up to ms until the child listens on every one of ports. Returns 1
+ * when it does, 0 when it exited because an address was in use; fails
+ * the test on any other exit or on time-out.
+ */
+int fwd_wait_listening(struct fwd *f, const int *ports, int n, int ms);
+/* Wait up to ms until the child does (listening 1) or does not (0) listen on port; fails. */
+void fwd_wait_port(struct fwd *f, int port, int listening, int ms);
+
+/*
+ * A free port of family below the kernel's ephemeral range, so that no
+ * outgoing connection takes it before the forwarder binds it (reload
+ * binds new ports long after they were picked).
+ */
+int pick_port(int family);
+/* The first of n consecutive such ports. */
+int pick_ports(int family, int n);
+
+/* ---- the child's log ---- */
+
+/*
+ * Wait up to ms for a stderr line that holds a and b (b may be NULL);
+ * a needle ending in a digit never matches the start of a longer number
+ * ("127.0.0.1:4123" does not match "127.0.0.1:41234"). Returns 1 when found.
+ */
+int fwd_log_wait(struct fwd *f, int ms, const char *a, const char *b);
+/* Lines of stderr that hold a and b (b may be NULL). */
+int fwd_log_count(const struct fwd *f, const char *a, const char *b);
+/* The first such line into buf (NUL terminated, "" when none); returns buf. */
+char *fwd_log_line(const struct fwd *f, const char *a, const char *b, char *buf, size_t len);
+
+/* ---- config files ---- */
+
+#define CONF_PORTS 8
+
+/*
+ * A config file written from a template. In the text, @L0..@L7 become
+ * listen ports picked here, @U0..@U7 the numbers in up[], @E the engine.
+ */
+struct fwd_conf {
+	const char *engine;	      /* for @E */
+	int family;		      /* of the @L ports (AF_INET when 0) */
+	int nlisten;		      /* @L ports to pick */
+	int consecutive;	      /* pick them as one range of consecutive ports */
+	int up[CONF_PORTS];	      /* @U values */
+	const char *extra[FWD_EXTRA]; /* arguments after -c FILE, NULL terminated */
+	/* filled in */
+	char path[64];
+	int lport[CONF_PORTS];
+	int picked;
+};
+
+/* Pick the @L ports (again). */
+void conf_pick(struct fwd_conf *c);
+/*
+ * Write text into c->path, created on first use, with the placeholders
+ * replaced; atomically (a rename), so a reload reads one version or the
+ * other. Picks the ports first when not done yet.
+ */
+void conf_write(struct fwd_conf *c, const char *text);
+/*
+ * Write text and run sockfwd -c FILE extra..., then wait until every @L
+ * port of text listens (every picked port when consecutive). Picks new
+ * ports and retries when an address was in use. f->port is lport[0].
+ */
+void fwd_start_conf(struct fwd *f, struct fwd_conf *c, const char *text);
+/* Remove the file. */
+void conf_remove(struct fwd_conf *c);
+
+/*
+ * Run sockfwd with argv to its exit (bounded: fails when it still runs
+ * after ms or dies of a signal); stdout and stderr into out and err
+ * (either may be NULL). Returns the exit status.
+ */
+int fwd_run(const char *const *argv, int ms, char *out, size_t outlen, char *err, size_t errlen);
 
 void sleep_ms(int ms);
 uint64_t now_ms(void);
