@@ -79,15 +79,14 @@ void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, i
 int sf_conn_admit(struct sf_conn *c);
 
 /*
- * Read the client's PROXY header (non-blocking, or blocking with a
- * receive timeout): peeks, then consumes exactly the header, so no
- * client byte is lost. Returns 1 when read (the address it carries is
- * now the peer; allow/deny applied), 0 when more bytes are needed, or
- * -errno: -EPROTO malformed or truncated, -EACCES refused by the lists,
- * other errors from recv. The caller resets with SF_R_PROXY_HEADER
+ * Read the client's PROXY header, without waiting when nonblock is set
+ * (else blocking, bounded by the socket's receive timeout): peeks, then consumes exactly the
+ * header, so no client byte is lost. Returns 1 when read (the address it carries is now the peer;
+ * allow/deny applied), 0 when more bytes are needed, or -errno: -EPROTO malformed or truncated,
+ * -EACCES refused by the lists, other errors from recv. The caller resets with SF_R_PROXY_HEADER
  * (SF_R_DENIED for -EACCES).
  */
-int sf_conn_read_proxy(struct sf_conn *c);
+int sf_conn_read_proxy(struct sf_conn *c, int nonblock);
 
 /*
  * Open the upstream socket: choose an upstream (balance, health) and try

@@ -70,16 +70,19 @@ int sf_conn_admit(struct sf_conn *c)
  * is incomplete (they can only be header), exactly the rest once it is
  * complete, so the first client byte stays in the socket. Works the same
  * on blocking sockets (naive), where a peek of a partial header would
- * otherwise return at once forever.
+ * otherwise return at once forever. uring's sockets are blocking too but
+ * its worker must never wait: it asks for MSG_DONTWAIT.
  */
-int sf_conn_read_proxy(struct sf_conn *c)
+int sf_conn_read_proxy(struct sf_conn *c, int nonblock)
 {
+	int dontwait = nonblock ? MSG_DONTWAIT : 0;
 	struct sf_proxy_info info;
 	int fd = c->fd[SF_CLIENT];
 	ssize_t n, hlen;
 
 	for (;;) {
-		n = recv(fd, c->hdr + c->hdr_len, SF_PROXY_V2_MAX - c->hdr_len, MSG_PEEK);
+		n = recv(fd, c->hdr + c->hdr_len, SF_PROXY_V2_MAX - c->hdr_len,
+			 MSG_PEEK | dontwait);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

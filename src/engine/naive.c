@@ -250,7 +250,7 @@ static int nv_read_proxy(struct nv_conn *n)
 
 	setsockopt(n->c.fd[SF_CLIENT], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	do {
-		rc = sf_conn_read_proxy(&n->c);
+		rc = sf_conn_read_proxy(&n->c, 0);
 		/* A blocking peek returns at once or after the whole deadline. */
 		if (rc == 0 && sf_now_ms() >= sf_conn_deadline(&n->c, 0, 0))
 			rc = -ETIMEDOUT;

@@ -465,7 +465,7 @@ static void ur_on_connect(struct ur_loop *l, struct ur_conn *x, int res)
 /* The client became readable while its PROXY header is awaited. */
 static void ur_on_header(struct ur_loop *l, struct ur_conn *x, int res)
 {
-	int rc = res < 0 ? res : sf_conn_read_proxy(&x->c);
+	int rc = res < 0 ? res : sf_conn_read_proxy(&x->c, 1);
 
 	x->connecting = 0;
 	if (rc == 0) {

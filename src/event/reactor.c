@@ -218,7 +218,7 @@ static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err)
 /* The client is readable while its PROXY header is awaited. */
 static void rx_read_proxy(struct rx_loop *l, struct rx_conn *x)
 {
-	int rc = sf_conn_read_proxy(&x->c);
+	int rc = sf_conn_read_proxy(&x->c, 1);
 
 	if (rc == 0)
 		return;
