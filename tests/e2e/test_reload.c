@@ -256,9 +256,12 @@ ENGINE_TEST(reload, under_load, 240)
 	t0 = now_ms();
 	for (int r = 1; r <= RELOADS; r++) {
 		int added = r % 2 ? c.lport[3] : c.lport[2];
+		int removed = r % 2 ? c.lport[2] : c.lport[3];
 
 		conf_write(&c, r % 2 ? conf_b : conf_a);
 		reload_until_listening(&f, added);
+		/* Done with this reload before the next: the removed rule stopped listening. */
+		fwd_wait_port(&f, removed, 0, RELOAD_MS);
 		cr_assert_geq(id_query(AF_INET, NULL, added), 0, "added rule");
 		same_sockets(&f, c.lport[0], nweb, web_ino, r);
 		same_sockets(&f, c.lport[1], nbulk, bulk_ino, r);
