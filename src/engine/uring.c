@@ -66,7 +66,7 @@ struct ur_dir {
 struct ur_conn {
 	struct sf_conn c;
 	struct ur_dir d[2];
-	LIST_ENTRY(ur_conn) all;
+	LIST_ENTRY(ur_conn) all; /* until freed, closed ones too */
 	struct ur_conn *starved_next;
 	struct ur_conn *dead_next;
 	struct __kernel_timespec cto; /* the connect's linked timeout */
@@ -82,7 +82,7 @@ struct ur_loop {
 	struct io_uring ring;
 	struct sf_ubufs bufs;
 	struct sf_timers timers;
-	LIST_HEAD(, ur_conn) all;
+	LIST_HEAD(, ur_conn) all; /* every connection not yet freed */
 	struct ur_conn *starved;
 	struct ur_conn *dead; /* closed, freed after the completion batch */
 	int stop;
@@ -215,7 +215,6 @@ static void ur_close(struct ur_loop *l, struct ur_conn *x, int reason, int side,
 		sf_conn_reset(&x->c, reason, side, err);
 	else
 		sf_conn_close(&x->c);
-	LIST_REMOVE(x, all);
 	ur_maybe_free(l, x);
 	if (l->starved != NULL)
 		ur_wake_starved(l);
@@ -553,8 +552,6 @@ static void ur_on_accept(struct ur_loop *l, struct sf_lsock *ls, struct io_uring
 			sf_gen_unref(ls->l->gen);
 			return;
 		}
-		sf_gen_ref(ls->l->gen); /* balanced below */
-		sf_gen_unref(ls->l->gen);
 	}
 	if (fd < 0)
 		return;
@@ -666,6 +663,7 @@ static void ur_free_dead(struct ur_loop *l)
 
 	while ((x = l->dead) != NULL) {
 		l->dead = x->dead_next;
+		LIST_REMOVE(x, all);
 		free(x);
 	}
 }
@@ -704,6 +702,26 @@ static int ur_ring_init(struct io_uring *ring, unsigned entries)
 			break;
 	}
 	return rc;
+}
+
+/*
+ * The ring is gone: the accepts armed on the current generation's
+ * listeners will never complete, so drop what each one held.
+ */
+static void ur_drop_accepts(struct sf_worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->gen->nls; i++) {
+		struct sf_lsock *ls = &w->gen->ls[i].socks[w->id];
+
+		if (!ls->armed)
+			continue;
+		ls->armed = 0;
+		if (ls->l->rule->pol->max_conns != 0)
+			sf_rule_release(ls->l->rule);
+		sf_gen_unref(w->gen);
+	}
 }
 
 static int ur_run(struct sf_worker *w)
@@ -751,14 +769,17 @@ static int ur_run(struct sf_worker *w)
 	 * Stop: reset every connection (bytes may be queued: a FIN would make
 	 * a cut stream look complete); the ring's exit cancels the rest.
 	 */
-	while (!LIST_EMPTY(&l->all))
-		ur_close(l, LIST_FIRST(&l->all), SF_R_STOP, -1, 0, 1);
+	LIST_FOREACH(x, &l->all, all)
+	ur_close(l, x, SF_R_STOP, -1, 0, 1);
 	io_uring_queue_exit(&l->ring);
-	/* No completion can come now: free what still waited for one. */
-	ur_free_dead(l);
-	for (x = l->starved; x != NULL; x = x->starved_next)
-		x->on_starved = 0;
+	ur_drop_accepts(w);
+	/* No completion can come now: free every connection, waiting or not. */
+	l->dead = NULL;
 	l->starved = NULL;
+	while ((x = LIST_FIRST(&l->all)) != NULL) {
+		LIST_REMOVE(x, all);
+		free(x);
+	}
 	sf_timers_destroy(&l->timers);
 	sf_ubufs_destroy(&l->bufs);
 	free(l);
