@@ -404,11 +404,22 @@ static void rx_take_gen(struct rx_loop *l)
 		sf_log_warn("worker %u: cannot listen on every address after reload", l->w->id);
 }
 
+/*
+ * Commands wait for the end of the batch: events for the old
+ * generation's listeners may follow in it, and must not find them freed.
+ */
 static void rx_on_cmd(void *ctx, struct sf_io *io, uint32_t ev)
 {
 	struct rx_loop *l = ctx;
+
+	l->cmd_pending = 1;
+}
+
+static void rx_run_cmds(struct rx_loop *l)
+{
 	unsigned cmd = sf_worker_commands(l->w);
 
+	l->cmd_pending = 0;
 	if (cmd & SF_WCMD_GEN)
 		rx_take_gen(l);
 	if (cmd & SF_WCMD_STOP)
@@ -515,6 +526,8 @@ int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode)
 		rx_run_ready(&l);
 		rx_run_timers(&l);
 		rx_free_dead(&l);
+		if (l.cmd_pending)
+			rx_run_cmds(&l);
 	}
 	rx_teardown(&l);
 	return 0;

@@ -74,6 +74,7 @@ struct rx_loop {
 	rx_pump_fn pump;
 	uint8_t mode; /* enum rx_mode every new direction starts in */
 	int stop;
+	int cmd_pending; /* the command channel woke: act after the batch */
 	struct sf_bufpool bufs;
 	struct sf_pipepool pipes;
 	struct sf_timers timers;
