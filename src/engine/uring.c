@@ -41,10 +41,11 @@
 #include "sockfwd/uring_bufs.h"
 #include "sockfwd/worker.h"
 
-#define UR_SQ_ENTRIES 1024
-#define UR_NBUFS      128 /* provided buffers per worker, a power of two: 8 MiB at 64 KiB */
-#define UR_BGID	      0
-#define UR_HIGH	      4 /* buffers queued per direction before recv pauses */
+#define UR_SQ_ENTRIES	 1024
+#define UR_NBUFS	 128 /* provided buffers per worker, a power of two: 8 MiB at 64 KiB */
+#define UR_BGID		 0
+#define UR_HIGH		 4  /* buffers queued per direction before recv pauses */
+#define UR_ACCEPT_BUDGET 64 /* userspace accepts per readiness (max_conns rules) */
 
 /*
  * user_data: a pointer | op << 1 | side (pointers are 16-aligned): a
@@ -113,37 +114,41 @@ static void ur_pause(struct ur_loop *l, struct sf_lsock *ls)
 	ls->paused = 1;
 }
 
+/* A rule with max_conns accepts in userspace, after a poll: see ur_arm_accept. */
+static int ur_polled(const struct sf_lsock *ls) { return ls->l->rule->pol->max_conns != 0; }
+
 /*
- * Arm accepting on ls unless it is armed. A rule with max_conns takes a
- * slot before each single accept, so a full rule leaves clients in the
- * backlog; others use one multishot accept. Each armed accept holds a
- * reference on its generation: its completions name ls, which lives
- * there, and may come after a reload.
+ * Arm accepting on ls unless it is armed: one multishot accept, or, for a
+ * rule with max_conns, a poll for readiness after which the worker takes
+ * a slot and only then accepts, so a full rule leaves its clients in the
+ * backlog and no slot is held by an accept still waiting for a client
+ * (with several workers that would strand clients queued on another
+ * worker's socket). Each armed request holds a reference on its
+ * generation: its completions name ls, which lives there, and may come
+ * after a reload.
  */
 static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls)
 {
 	struct io_uring_sqe *sqe;
-	int multi = ls->l->rule->pol->max_conns == 0;
+	int polled = ur_polled(ls);
 
 	if (ls->armed || ls->paused || l->stop)
 		return;
-	if (!multi && !sf_rule_reserve(ls->l->rule)) {
+	if (polled && SF_ATOMIC_GET(ls->l->rule->active) >= ls->l->rule->pol->max_conns) {
 		ur_pause(l, ls);
 		return;
 	}
 	sqe = ur_sqe(l);
 	if (sqe == NULL) {
-		if (!multi)
-			sf_rule_release(ls->l->rule);
 		ur_pause(l, ls);
 		return;
 	}
 	/* Blocking client sockets: see the note at the top. */
-	if (multi)
-		io_uring_prep_multishot_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (polled)
+		io_uring_prep_poll_add(sqe, ls->io.fd, POLLIN);
 	else
-		io_uring_prep_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud(ls, UR_ACCEPT, 0));
+		io_uring_prep_multishot_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud(ls, UR_ACCEPT, polled));
 	ls->armed = 1;
 	sf_gen_ref(ls->l->gen);
 }
@@ -495,19 +500,22 @@ static void ur_on_timer(void *ctx, struct sf_timer *tm)
 		ur_arm_timer(l, x);
 }
 
-static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd)
+/* A client was accepted on ls (its slot taken); peer is NULL from a multishot accept. */
+static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd,
+			const struct sf_sockaddr *peer)
 {
 	struct ur_conn *x;
 	int rc;
 
-	sf_net_set_nodelay(fd);
+	if (peer == NULL)
+		sf_net_set_nodelay(fd); /* sf_net_accept did it otherwise */
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
 		sf_rule_release(ls->l->rule);
 		sf_net_reset(fd);
 		return;
 	}
-	sf_conn_init(&x->c, l->w, ls, fd, NULL);
+	sf_conn_init(&x->c, l->w, ls, fd, peer);
 	sf_timer_init(&x->c.timer, ur_on_timer);
 	sf_ubufq_init(&x->d[0].q);
 	sf_ubufq_init(&x->d[1].q);
@@ -525,44 +533,57 @@ static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd)
 	ur_connect_result(l, x, sf_conn_connect(&x->c, 0));
 }
 
+/* Is ls still served (no stop, not a listener of an older generation)? */
+static int ur_serving(const struct ur_loop *l, const struct sf_lsock *ls)
+{
+	return !l->stop && ls->l->gen == l->w->gen;
+}
+
+/* The listener of a max_conns rule is readable: accept while slots last. */
+static void ur_on_accept_poll(struct ur_loop *l, struct sf_lsock *ls, int res)
+{
+	struct sf_sockaddr peer;
+	int i, fd;
+
+	ls->armed = 0;
+	for (i = 0; i < UR_ACCEPT_BUDGET && res >= 0 && ur_serving(l, ls); i++) {
+		if (!sf_rule_reserve(ls->l->rule)) {
+			ur_pause(l, ls);
+			break;
+		}
+		fd = sf_net_accept(ls->io.fd, &peer, 1);
+		if (fd < 0) {
+			sf_rule_release(ls->l->rule);
+			if (sf_worker_accept_failed(l->w, fd))
+				ur_pause(l, ls);
+			break;
+		}
+		ur_conn_new(l, ls, fd, &peer);
+	}
+	if (res != -ECANCELED && ur_serving(l, ls))
+		ur_arm_accept(l, ls);
+	sf_gen_unref(ls->l->gen); /* taken when armed; ls may be gone after it */
+}
+
 static void ur_on_accept(struct ur_loop *l, struct sf_lsock *ls, struct io_uring_cqe *cqe)
 {
-	int fd = cqe->res, multi = ls->l->rule->pol->max_conns == 0;
+	int fd = cqe->res, last = !(cqe->flags & IORING_CQE_F_MORE);
 
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		ls->armed = 0;
-		/* After a reload, ls may be of a generation no worker serves. */
-		if (!l->stop && ls->l->gen == l->w->gen && fd != -ECANCELED) {
-			if (fd < 0 && sf_worker_accept_failed(l->w, fd))
-				ur_pause(l, ls);
-			else if (fd >= 0 || fd == -EAGAIN || fd == -ECONNABORTED)
-				ur_arm_accept(l, ls);
-			else
-				ur_pause(l, ls);
-		}
-		/* The reference taken when it was armed; ls may be gone after it. */
-		if (fd < 0) {
-			if (!multi)
-				sf_rule_release(ls->l->rule);
-			sf_gen_unref(ls->l->gen);
-			return;
-		}
-		if (!multi) {
-			ur_conn_new(l, ls, fd); /* the slot taken at arming */
-			sf_gen_unref(ls->l->gen);
-			return;
-		}
+	if (fd >= 0) {
+		/* max_conns is 0 here: the reservation always succeeds. */
+		sf_rule_reserve(ls->l->rule);
+		ur_conn_new(l, ls, fd, NULL);
 	}
-	if (fd < 0)
+	if (!last)
 		return;
-	if (!sf_rule_reserve(ls->l->rule)) {
-		/* Only a multishot accept gets here, where max_conns is 0. */
-		sf_net_reset(fd);
-	} else {
-		ur_conn_new(l, ls, fd);
+	ls->armed = 0;
+	if (ur_serving(l, ls) && fd != -ECANCELED) {
+		if (fd < 0 && sf_worker_accept_failed(l->w, fd))
+			ur_pause(l, ls);
+		else
+			ur_arm_accept(l, ls);
 	}
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		sf_gen_unref(ls->l->gen);
+	sf_gen_unref(ls->l->gen); /* taken when armed; ls may be gone after it */
 }
 
 /* Arm accepting on every listener of g; or cancel it. */
@@ -583,7 +604,7 @@ static void ur_listen(struct ur_loop *l, struct sf_gen *g, int on)
 			sf_timer_del(&l->timers, &ls->resume);
 		ls->paused = 0;
 		if (ls->armed)
-			ur_cancel(l, ls, UR_ACCEPT, 0);
+			ur_cancel(l, ls, UR_ACCEPT, ur_polled(ls));
 	}
 }
 
@@ -629,7 +650,10 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 
 	switch ((enum ur_op)((data >> 1) & 7)) {
 	case UR_ACCEPT:
-		ur_on_accept(l, p, cqe);
+		if (side)
+			ur_on_accept_poll(l, p, cqe->res);
+		else
+			ur_on_accept(l, p, cqe);
 		break;
 	case UR_CMD:
 		ur_on_cmd(l);
@@ -718,8 +742,6 @@ static void ur_drop_accepts(struct sf_worker *w)
 		if (!ls->armed)
 			continue;
 		ls->armed = 0;
-		if (ls->l->rule->pol->max_conns != 0)
-			sf_rule_release(ls->l->rule);
 		sf_gen_unref(w->gen);
 	}
 }
