@@ -52,6 +52,9 @@ int sf_addr_parse_range(const char *s, struct sf_hostport *hp, uint16_t *last, c
 int sf_addr_resolve(const struct sf_hostport *hp, int passive, struct sf_addrlist *out, char *err,
 		    size_t errlen);
 
+/* Set the port of an AF_INET or AF_INET6 address. */
+void sf_addr_set_port(struct sf_sockaddr *a, uint16_t port);
+
 /* Format sa as "1.2.3.4:80" or "[::1]:80" into buf; returns buf. */
 char *sf_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -28,6 +28,7 @@
 #include "addr.h"
 #include "rule.h"
 #include "timer.h"
+#include "worker.h"
 
 struct sf_worker;
 
@@ -127,8 +128,18 @@ uint64_t sf_conn_deadline(const struct sf_conn *c, int connecting, uint64_t now)
  */
 int sf_conn_idle(const struct sf_conn *c, uint64_t now);
 
-/* Count n bytes forwarded in direction d (spliced: through a pipe). */
-void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced);
+/*
+ * Count n bytes forwarded in direction d (spliced: through a pipe). The
+ * time of the last byte, for the idle timeout, is the loop's clock: no
+ * clock read per write.
+ */
+static inline void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced)
+{
+	c->bytes[d] += n;
+	if (spliced)
+		c->spliced[d] += n;
+	__atomic_store_n(&c->last_ms, c->w->now_ms, __ATOMIC_RELAXED);
+}
 
 /* The source of d sent FIN; its bytes may still be in flight. */
 static inline void sf_conn_eof(struct sf_conn *c, int d) { c->flags |= SF_CONN_EOF(d); }
@@ -152,5 +163,13 @@ void sf_conn_reset(struct sf_conn *c, int reason, int side, int err);
 
 /* The reason a failed connect ends with: refused, or connect-timeout. */
 int sf_conn_connect_reason(const struct sf_conn *c);
+
+/*
+ * The reason a connection refused before its upstream connect ends with,
+ * from the -errno of sf_conn_admit or sf_conn_read_proxy: denied, limit
+ * (memory, descriptors), proxy-header while a header was awaited, else
+ * reset.
+ */
+int sf_conn_refused_reason(const struct sf_conn *c, int err);
 
 #endif

@@ -215,6 +215,14 @@ int sf_addr_resolve(const struct sf_hostport *hp, int passive, struct sf_addrlis
 	return 0;
 }
 
+void sf_addr_set_port(struct sf_sockaddr *a, uint16_t port)
+{
+	if (a->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
+}
+
 char *sf_addr_format(const struct sockaddr *sa, char *buf, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN];

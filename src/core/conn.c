@@ -117,21 +117,13 @@ int sf_conn_read_proxy(struct sf_conn *c, int nonblock)
 	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 1 : -EACCES;
 }
 
-static void set_port(struct sf_sockaddr *a, uint16_t port)
-{
-	if (a->ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
-}
-
 /* The address of upstream u to try now, with a port range applied. */
 static void upstream_addr(const struct sf_conn *c, const struct sf_upstream *u,
 			  struct sf_sockaddr *a)
 {
 	*a = u->addrs.a[c->addr];
 	if (u->conf.port_last != u->conf.hp.port)
-		set_port(a, (uint16_t)(u->conf.hp.port + c->l->index));
+		sf_addr_set_port(a, (uint16_t)(u->conf.hp.port + c->l->index));
 }
 
 int sf_conn_connect(struct sf_conn *c, int blocking)
@@ -194,6 +186,15 @@ int sf_conn_connect_next(struct sf_conn *c, int err)
 	if (++c->addr >= u->addrs.n)
 		sf_upstream_failed(c->rule, u, sf_now_ms());
 	return sf_conn_connect(c, 0);
+}
+
+int sf_conn_refused_reason(const struct sf_conn *c, int err)
+{
+	if (err == -EACCES)
+		return SF_R_DENIED;
+	if (err == -ENOMEM || err == -EMFILE || err == -ENFILE)
+		return SF_R_LIMIT;
+	return (c->flags & SF_CONN_PROXY) ? SF_R_PROXY_HEADER : SF_R_RESET;
 }
 
 int sf_conn_connect_reason(const struct sf_conn *c)
@@ -263,7 +264,8 @@ int sf_conn_idle(const struct sf_conn *c, uint64_t now)
 {
 	uint64_t idle = c->rule->pol->idle_timeout_ms;
 
-	return idle != 0 && now >= c->last_ms + idle;
+	/* Relaxed: naive's two threads write last_ms while either checks it. */
+	return idle != 0 && now >= __atomic_load_n(&c->last_ms, __ATOMIC_RELAXED) + idle;
 }
 
 int sf_conn_shut(struct sf_conn *c, int d)
@@ -355,12 +357,4 @@ void sf_conn_reset(struct sf_conn *c, int reason, int side, int err)
 		sf_net_reset(c->fd[SF_UPSTREAM]);
 	c->fd[SF_CLIENT] = c->fd[SF_UPSTREAM] = -1;
 	conn_finish(c, reason, side, err, 1);
-}
-
-void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced)
-{
-	c->bytes[d] += n;
-	if (spliced)
-		c->spliced[d] += n;
-	c->last_ms = c->w->now_ms;
 }

@@ -54,14 +54,6 @@ static int SF_PRINTF(6, 7) gen_err(const struct sf_config *cfg, int line, const 
 	return -EINVAL;
 }
 
-static void set_port(struct sf_sockaddr *a, uint16_t port)
-{
-	if (a->ss.ss_family == AF_INET)
-		((struct sockaddr_in *)&a->ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)&a->ss)->sin6_port = htons(port);
-}
-
 /* Order listeners by their first candidate address, to find duplicates. */
 static int addr_cmp(const struct sf_sockaddr *a, const struct sf_sockaddr *b)
 {
@@ -169,7 +161,7 @@ static int build_listeners(const struct sf_config *cfg, struct sf_rule_conf *rc,
 
 			l->cand = base;
 			for (k = 0; k < l->cand.n; k++)
-				set_port(&l->cand.a[k], (uint16_t)p);
+				sf_addr_set_port(&l->cand.a[k], (uint16_t)p);
 			l->addr = l->cand.a[0];
 			l->rule = r;
 			l->gen = g;
@@ -276,7 +268,6 @@ fail_rc:
 	if (rc == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
 fail:
-	g->refs = 1;
 	sf_gen_unref(g);
 	return rc;
 }

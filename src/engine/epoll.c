@@ -1,74 +1,19 @@
 /*
- * The epoll engine: the shared reactor with a userspace buffer per
- * direction, borrowed from the worker's pool only while bytes are in
- * flight. Its pump is also the splice engine's fallback.
+ * The epoll engine: the shared reactor with the buffered transfer
+ * (event/rx_buf.c): a userspace buffer per direction, borrowed from the
+ * worker's pool only while bytes are in flight.
  */
-#include <errno.h>
-
 #include "event/reactor.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/worker.h"
 
-/*
- * Write what the buffer holds, then read again, until a socket would
- * block. A buffer left empty goes back to the pool, so an idle
- * connection holds none.
- *
- * A short recv means TCP's receive queue was empty at that moment, and
- * any byte arriving later raises a new edge, so the read that could only
- * answer EAGAIN is skipped (as nginx does). Not once the socket reported
- * RDHUP: a FIN that came before the read raises no further edge, so the
- * socket is then read until EOF.
- */
-int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d)
-{
-	struct rx_dir *dir = &x->d[d];
-	int src = x->c.fd[d], dst = x->c.fd[!d], drained = 0;
-	uint32_t budget = RX_BUDGET, want;
-	ssize_t n;
+static const struct rx_xfer ep_xfer = {
+	.pump = sf_rx_buf_pump,
+	.empty = sf_rx_buf_empty,
+	.release = sf_rx_buf_release,
+};
 
-	for (;;) {
-		while (dir->buf != NULL && !sf_buf_empty(dir->buf)) {
-			n = sf_buf_write(dir->buf, dst);
-			if (n == -EAGAIN)
-				return RX_WAIT; /* the destination's EPOLLOUT resumes us */
-			if (n < 0) {
-				x->err_side = !d;
-				return (int)n;
-			}
-			sf_conn_count(&x->c, d, (uint64_t)n, 0);
-		}
-		if ((x->c.flags & SF_CONN_EOF(d)) || drained)
-			break;
-		if (budget == 0)
-			return RX_MORE;
-		if (dir->buf == NULL && (dir->buf = sf_bufpool_get(&l->bufs)) == NULL) {
-			x->err_side = d;
-			return -ENOMEM;
-		}
-		want = dir->buf->cap - dir->buf->off - dir->buf->len;
-		n = sf_buf_read(dir->buf, src);
-		if (n > 0) {
-			budget = (uint32_t)n >= budget ? 0 : budget - (uint32_t)n;
-			drained = (uint32_t)n < want && !x->hup[d];
-			if ((uint32_t)n == dir->buf->cap)
-				dir->full_read = 1;
-		} else if (n == 0) {
-			sf_conn_eof(&x->c, d);
-		} else if (n == -EAGAIN) {
-			break;
-		} else {
-			x->err_side = d;
-			return (int)n;
-		}
-	}
-	/* Drained: an idle direction holds no buffer. */
-	sf_rx_dir_release(l, dir);
-	return RX_WAIT;
-}
-
-static int ep_run(struct sf_worker *w) { return sf_reactor_run(w, sf_rx_pump_buf, RX_BUF); }
-
+static int ep_run(struct sf_worker *w) { return sf_reactor_run(w, &ep_xfer); }
 const struct sf_engine sf_engine_epoll = {
 	.name = "epoll",
 	.probe = NULL,

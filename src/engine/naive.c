@@ -134,6 +134,7 @@ static int nv_send_all(struct nv_conn *n, int fd, const char *buf, size_t len, i
 			buf += w;
 			len -= (size_t)w;
 			sf_conn_count(&n->c, d, (uint64_t)w, 0);
+			/* No loop clock here: stamp the last byte's time ourselves. */
 			__atomic_store_n(&n->c.last_ms, sf_now_ms(), __ATOMIC_RELAXED);
 			continue;
 		}
@@ -142,18 +143,6 @@ static int nv_send_all(struct nv_conn *n, int fd, const char *buf, size_t len, i
 		return w < 0 ? -errno : -EPIPE;
 	}
 	return 0;
-}
-
-/*
- * recv timed out (SO_RCVTIMEO, set to the idle timeout): 1 when neither
- * direction moved a byte for that long, so the connection is idle.
- */
-static int nv_idle(struct nv_conn *n)
-{
-	struct sf_conn probe = n->c;
-
-	probe.last_ms = __atomic_load_n(&n->c.last_ms, __ATOMIC_RELAXED);
-	return sf_conn_idle(&probe, sf_now_ms());
 }
 
 /* Copy direction d until EOF or failure. */
@@ -183,7 +172,7 @@ static void nv_copy(struct nv_conn *n, int d)
 		if (nv_is_reset(n))
 			break;
 		if (r < 0 && errno == EAGAIN && !nv_stopping(n)) {
-			if (!nv_idle(n))
+			if (!sf_conn_idle(&n->c, sf_now_ms()))
 				continue;
 			nv_fail(n, SF_R_IDLE_TIMEOUT, -1, 0);
 			break;
@@ -274,11 +263,7 @@ static void *nv_conn_main(void *arg)
 	if (rc == 1)
 		rc = nv_read_proxy(n);
 	if (rc < 0)
-		return nv_abort(n,
-				rc == -EACCES	? SF_R_DENIED
-				: rc == -ENOMEM ? SF_R_LIMIT
-						: SF_R_PROXY_HEADER,
-				SF_CLIENT, rc);
+		return nv_abort(n, sf_conn_refused_reason(&n->c, rc), SF_CLIENT, rc);
 	rc = sf_conn_connect(&n->c, 1);
 	if (rc < 0)
 		return nv_abort(n, sf_conn_connect_reason(&n->c), SF_UPSTREAM, rc);

@@ -24,17 +24,58 @@
  * back. Modes change only while the direction
  * holds no bytes, so order is kept; bytes moved either way are counted
  * apart (spliced=), so the share is always visible.
+ *
+ * What splice keeps (its modes, the pipe and its fill, the small-burst
+ * streak, the pipe pool) is its own: the reactor only sees rx_xfer.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 
 #include "event/reactor.h"
 #include "sockfwd/engine.h"
+#include "sockfwd/pipepool.h"
 #include "sockfwd/worker.h"
 
 /* SP_STREAK splice bursts in a row moving less than SP_SMALL: back to a buffer. */
 #define SP_SMALL  4096u
 #define SP_STREAK 4
+#define PIPE_IDLE 32   /* free pipes kept per worker */
+#define PIPE_LIVE 8192 /* pipes lent at most per worker, then buffers */
+
+enum sp_mode {
+	SP_BUF_SMALL = 0, /* small messages: a buffer until a read fills it (the start) */
+	SP_SPLICE,	  /* socket -> pipe -> socket */
+	SP_BUF,		  /* userspace buffer, for good (splice refused) */
+	SP_BUF_BURST,	  /* userspace buffer until drained (no pipe to be had) */
+};
+
+struct sp_dir {
+	struct sf_pipe *pipe; /* lent while bytes are in flight */
+	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
+	uint8_t mode;	      /* enum sp_mode */
+	uint8_t small_bursts; /* splice bursts in a row that moved little */
+};
+
+static struct sf_pipepool *sp_pipes(struct rx_loop *l) { return l->priv; }
+
+static struct sp_dir *sp_dir(struct rx_loop *l, struct rx_conn *x, int d)
+{
+	return rx_priv(x, l, d);
+}
+
+/* Give back direction d's pipe; one still holding bytes is closed. */
+static void sp_release_pipe(struct rx_loop *l, struct sp_dir *sd)
+{
+	if (sd->pipe == NULL)
+		return;
+	if (sd->inpipe > 0)
+		sf_pipepool_discard(sp_pipes(l), sd->pipe);
+	else
+		sf_pipepool_put(sp_pipes(l), sd->pipe);
+	sd->pipe = NULL;
+	sd->inpipe = 0;
+}
 
 /* splice without EINTR, as a byte count or -errno. */
 static ssize_t sp_splice(int in, int out, size_t len)
@@ -48,7 +89,7 @@ static ssize_t sp_splice(int in, int out, size_t len)
 }
 
 /* Move the pipe's bytes to dst. Returns bytes moved, or -errno. */
-static ssize_t sp_flush(struct rx_conn *x, struct rx_dir *dir, int d, int dst)
+static ssize_t sp_flush(struct rx_conn *x, struct sp_dir *dir, int d, int dst)
 {
 	ssize_t n = sp_splice(dir->pipe->rfd, dst, dir->inpipe);
 
@@ -68,22 +109,22 @@ static ssize_t sp_flush(struct rx_conn *x, struct rx_dir *dir, int d, int dst)
  */
 static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 {
-	struct rx_dir *dir = &x->d[d];
+	struct sp_dir *dir = sp_dir(l, x, d);
 	int src = x->c.fd[d], dst = x->c.fd[!d];
 	uint32_t budget = RX_BUDGET;  /* RX_BUDGET - budget: bytes read this call */
 	int fresh = dir->inpipe == 0; /* not just flushing an earlier burst */
 	ssize_t n;
 
-	if (dir->mode != RX_SPLICE) {
-		int rc = sf_rx_pump_buf(l, x, d);
+	if (dir->mode != SP_SPLICE) {
+		int rc = sf_rx_buf_pump(l, x, d);
 
-		if (rc < 0 || (dir->buf != NULL && !sf_buf_empty(dir->buf)))
+		if (rc < 0 || !sf_rx_buf_empty(x, d))
 			return rc;
 		/* Empty: a burst fallback retries splice, bulk moves to it. */
-		if (dir->mode == RX_BUF_BURST || (dir->mode == RX_BUF_SMALL && dir->full_read)) {
-			sf_rx_dir_release(l, dir);
-			dir->mode = RX_SPLICE;
-			dir->full_read = 0;
+		if (dir->mode == SP_BUF_BURST || (dir->mode == SP_BUF_SMALL && x->d[d].full_read)) {
+			sf_rx_buf_release(l, x, d);
+			dir->mode = SP_SPLICE;
+			x->d[d].full_read = 0;
 		}
 		return rc;
 	}
@@ -92,8 +133,9 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 
 		if (!(x->c.flags & SF_CONN_EOF(d)) && budget > 0 &&
 		    (dir->pipe == NULL || dir->inpipe < dir->pipe->cap)) {
-			if (dir->pipe == NULL && (dir->pipe = sf_pipepool_get(&l->pipes)) == NULL) {
-				dir->mode = RX_BUF_BURST;
+			if (dir->pipe == NULL &&
+			    (dir->pipe = sf_pipepool_get(sp_pipes(l))) == NULL) {
+				dir->mode = SP_BUF_BURST;
 				return sp_pump(l, x, d);
 			}
 			n = sp_splice(src, dir->pipe->wfd, dir->pipe->cap - dir->inpipe);
@@ -109,8 +151,8 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 				 */
 				src_dry = dir->inpipe == 0;
 			} else if (n == -EINVAL && dir->inpipe == 0) {
-				sf_rx_dir_release(l, dir);
-				dir->mode = RX_BUF;
+				sp_release_pipe(l, dir);
+				dir->mode = SP_BUF;
 				return sp_pump(l, x, d);
 			} else {
 				x->err_side = d;
@@ -132,11 +174,11 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		if ((x->c.flags & SF_CONN_EOF(d)) || src_dry)
 			break;
 		if (budget == 0) {
-			sf_rx_dir_release(l, dir);
+			sp_release_pipe(l, dir);
 			return RX_MORE;
 		}
 	}
-	sf_rx_dir_release(l, dir);
+	sp_release_pipe(l, dir);
 	/*
 	 * Only a burst that began with an empty pipe tells the message size:
 	 * a call woken to flush the pipe reads little and means nothing. A
@@ -146,7 +188,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	if (fresh && RX_BUDGET - budget < SP_SMALL) {
 		if (++dir->small_bursts >= SP_STREAK) {
 			dir->small_bursts = 0;
-			dir->mode = RX_BUF_SMALL;
+			dir->mode = SP_BUF_SMALL;
 		}
 	} else if (RX_BUDGET - budget >= SP_SMALL) {
 		dir->small_bursts = 0;
@@ -154,7 +196,48 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	return RX_WAIT;
 }
 
-static int sp_run(struct sf_worker *w) { return sf_reactor_run(w, sp_pump, RX_BUF_SMALL); }
+static int sp_empty(const struct rx_conn *x, int d)
+{
+	/* rx_priv takes a loop only for dir_size: splice's is known here. */
+	const struct sp_dir *sd = (const struct sp_dir *)(const void *)x->priv + d;
+
+	return sf_rx_buf_empty(x, d) && sd->inpipe == 0;
+}
+
+static void sp_release(struct rx_loop *l, struct rx_conn *x, int d)
+{
+	sf_rx_buf_release(l, x, d);
+	sp_release_pipe(l, sp_dir(l, x, d));
+}
+
+static int sp_init(struct rx_loop *l)
+{
+	struct sf_pipepool *pp = malloc(sizeof(*pp));
+
+	if (pp == NULL)
+		return -ENOMEM;
+	sf_pipepool_init(pp, l->w->pipe_size, PIPE_IDLE, PIPE_LIVE);
+	l->priv = pp;
+	return 0;
+}
+
+static void sp_destroy(struct rx_loop *l)
+{
+	sf_pipepool_destroy(sp_pipes(l));
+	free(l->priv);
+	l->priv = NULL;
+}
+
+static const struct rx_xfer sp_xfer = {
+	.dir_size = sizeof(struct sp_dir),
+	.init = sp_init,
+	.destroy = sp_destroy,
+	.pump = sp_pump,
+	.empty = sp_empty,
+	.release = sp_release,
+};
+
+static int sp_run(struct sf_worker *w) { return sf_reactor_run(w, &sp_xfer); }
 
 const struct sf_engine sf_engine_splice = {
 	.name = "splice",

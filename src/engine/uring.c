@@ -477,7 +477,7 @@ static void ur_on_header(struct ur_loop *l, struct ur_conn *x, int res)
 		return;
 	}
 	if (rc < 0) {
-		ur_close(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_PROXY_HEADER, SF_CLIENT, rc, 1);
+		ur_close(l, x, sf_conn_refused_reason(&x->c, rc), SF_CLIENT, rc, 1);
 		return;
 	}
 	sf_timer_del(&l->timers, &x->c.timer);
@@ -522,7 +522,7 @@ static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd,
 	LIST_INSERT_HEAD(&l->all, x, all);
 	rc = sf_conn_admit(&x->c);
 	if (rc < 0) {
-		ur_close(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_LIMIT, SF_CLIENT, 0, 1);
+		ur_close(l, x, sf_conn_refused_reason(&x->c, rc), SF_CLIENT, rc, 1);
 		return;
 	}
 	if (rc == 1) {

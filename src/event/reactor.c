@@ -31,8 +31,6 @@
 #define MAX_EVENTS    256
 #define ACCEPT_BUDGET 64
 #define BUF_IDLE      32
-#define PIPE_IDLE     32
-#define PIPE_LIVE     8192
 
 static int rx_add(struct rx_loop *l, struct sf_io *io, uint32_t events)
 {
@@ -47,31 +45,15 @@ static int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
 	return rx_add(l, &x->io[side], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
 }
 
-void sf_rx_dir_release(struct rx_loop *l, struct rx_dir *dir)
-{
-	if (dir->buf != NULL) {
-		sf_bufpool_put(&l->bufs, dir->buf);
-		dir->buf = NULL;
-	}
-	if (dir->pipe != NULL) {
-		if (dir->inpipe > 0)
-			sf_pipepool_discard(&l->pipes, dir->pipe);
-		else
-			sf_pipepool_put(&l->pipes, dir->pipe);
-		dir->pipe = NULL;
-		dir->inpipe = 0;
-	}
-}
-
 /*
  * End x: close both sockets (reset when asked) through the shared policy,
- * give back its buffers and pipes, and defer the free past the batch.
+ * give back what its directions borrowed, and defer the free past the batch.
  * reason is an enum sf_reason, side the failing socket or -1.
  */
 static void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err, int reset)
 {
-	sf_rx_dir_release(l, &x->d[0]);
-	sf_rx_dir_release(l, &x->d[1]);
+	l->xf->release(l, x, SF_C2U);
+	l->xf->release(l, x, SF_U2C);
 	sf_timer_del(&l->timers, &x->c.timer);
 	if (reset)
 		sf_conn_reset(&x->c, reason, side, err);
@@ -100,11 +82,6 @@ static void rx_queue(struct rx_loop *l, struct rx_conn *x, int d)
 	l->ready_tail = x;
 }
 
-static int rx_dir_empty(const struct rx_dir *dir)
-{
-	return (dir->buf == NULL || sf_buf_empty(dir->buf)) && dir->inpipe == 0;
-}
-
 /* Pump direction d of x once, then apply the half-close rules. */
 static void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 {
@@ -113,14 +90,14 @@ static void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 
 	if (x->dead || (c->flags & SF_CONN_SHUT(d)))
 		return;
-	rc = l->pump(l, x, d);
+	rc = l->xf->pump(l, x, d);
 	if (rc < 0) {
 		rx_kill(l, x, SF_R_RESET, x->err_side, rc, 1);
 		return;
 	}
 	if (rc == RX_MORE)
 		rx_queue(l, x, d);
-	if ((c->flags & SF_CONN_EOF(d)) && rx_dir_empty(&x->d[d]) && sf_conn_shut(c, d))
+	if ((c->flags & SF_CONN_EOF(d)) && l->xf->empty(x, d) && sf_conn_shut(c, d))
 		rx_kill(l, x, SF_R_EOF, -1, 0, 0);
 }
 
@@ -223,7 +200,7 @@ static void rx_read_proxy(struct rx_loop *l, struct rx_conn *x)
 	if (rc == 0)
 		return;
 	if (rc < 0) {
-		rx_kill(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_PROXY_HEADER, SF_CLIENT, rc, 1);
+		rx_kill(l, x, sf_conn_refused_reason(&x->c, rc), SF_CLIENT, rc, 1);
 		return;
 	}
 	sf_timer_del(&l->timers, &x->c.timer);
@@ -267,7 +244,7 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 	 * so writability alone only matters to a direction holding bytes it
 	 * could not write; an empty one is woken by its source's input edge.
 	 */
-	if ((ev & (EPOLLHUP | EPOLLERR)) || ((ev & EPOLLOUT) && !rx_dir_empty(&x->d[!side])))
+	if ((ev & (EPOLLHUP | EPOLLERR)) || ((ev & EPOLLOUT) && !l->xf->empty(x, !side)))
 		rx_pump(l, x, !side);
 }
 
@@ -303,7 +280,7 @@ static void rx_on_timer(void *ctx, struct sf_timer *tm)
 static void rx_conn_new(struct rx_loop *l, struct sf_lsock *ls, int fd,
 			const struct sf_sockaddr *peer)
 {
-	struct rx_conn *x = calloc(1, sizeof(*x));
+	struct rx_conn *x = calloc(1, sizeof(*x) + 2 * l->xf->dir_size);
 	int rc;
 
 	if (x == NULL) {
@@ -317,10 +294,9 @@ static void rx_conn_new(struct rx_loop *l, struct sf_lsock *ls, int fd,
 	x->io[SF_UPSTREAM].cb = rx_on_upstream;
 	x->io[1].fd = -1;
 	LIST_INSERT_HEAD(&l->all, x, all);
-	x->d[0].mode = x->d[1].mode = l->mode;
 	rc = sf_conn_admit(&x->c);
 	if (rc < 0) {
-		rx_kill(l, x, rc == -EACCES ? SF_R_DENIED : SF_R_LIMIT, SF_CLIENT, 0, 1);
+		rx_kill(l, x, sf_conn_refused_reason(&x->c, rc), SF_CLIENT, rc, 1);
 		return;
 	}
 	if (rx_add_sock(l, x, SF_CLIENT) < 0) {
@@ -484,14 +460,15 @@ static void rx_teardown(struct rx_loop *l)
 	rx_free_dead(l);
 	sf_timers_destroy(&l->timers);
 	sf_bufpool_destroy(&l->bufs);
-	sf_pipepool_destroy(&l->pipes);
+	if (l->xf->destroy != NULL)
+		l->xf->destroy(l);
 	close(l->epfd);
 }
 
-int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode)
+int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 {
 	struct epoll_event evs[MAX_EVENTS];
-	struct rx_loop l = { .w = w, .pump = pump, .mode = (uint8_t)mode };
+	struct rx_loop l = { .w = w, .xf = xf };
 	int i, n, rc;
 
 	l.epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -500,7 +477,11 @@ int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode)
 	LIST_INIT(&l.all);
 	sf_timers_init(&l.timers);
 	sf_bufpool_init(&l.bufs, w->buffer_size, BUF_IDLE);
-	sf_pipepool_init(&l.pipes, w->pipe_size, PIPE_IDLE, PIPE_LIVE);
+	if (xf->init != NULL && (rc = xf->init(&l)) < 0) {
+		sf_bufpool_destroy(&l.bufs);
+		close(l.epfd);
+		return rc;
+	}
 	w->engine_state = &l;
 	l.cmd.fd = w->cmdfd;
 	l.cmd.cb = rx_on_cmd;

@@ -16,30 +16,23 @@
 #include "sockfwd/buf.h"
 #include "sockfwd/conn.h"
 #include "sockfwd/io.h"
-#include "sockfwd/pipepool.h"
 
 struct sf_worker;
 
 /* Bytes one direction may move per wakeup before others get a turn. */
 #define RX_BUDGET (1u << 20)
 
-enum rx_mode {
-	RX_SPLICE = 0, /* socket -> pipe -> socket */
-	RX_BUF,	       /* userspace buffer, for good (epoll engine; splice refused) */
-	RX_BUF_BURST,  /* userspace buffer until drained (no pipe to be had) */
-	RX_BUF_SMALL,  /* small messages: a buffer until a read fills it */
-};
-
 /* Pump results. */
 enum { RX_WAIT = 0, RX_MORE = 1 };
 
+/*
+ * A direction's userspace buffer: the buffered transfer (rx_buf.c), the
+ * epoll engine's whole data path and splice's path for small messages.
+ * What else a direction keeps is its engine's, after the connection.
+ */
 struct rx_dir {
-	struct sf_buf *buf;   /* lent while bytes are in flight */
-	struct sf_pipe *pipe; /* lent while bytes are in flight */
-	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
-	uint8_t mode;	      /* enum rx_mode */
-	uint8_t full_read;    /* the buffered pump filled its whole buffer */
-	uint8_t small_bursts; /* splice bursts in a row that moved little */
+	struct sf_buf *buf; /* lent while bytes are in flight */
+	uint8_t full_read;  /* the buffered pump filled its whole buffer */
 };
 
 struct rx_conn {
@@ -55,28 +48,42 @@ struct rx_conn {
 	uint8_t more[2]; /* direction stopped by its budget */
 	uint8_t hup[2];	 /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
 	int8_t err_side; /* side whose call failed, for the close line */
+	/* the engine's state per direction (rx_xfer.dir_size each) follows */
+	_Alignas(16) unsigned char priv[];
 };
 
 struct rx_loop;
 
 /*
- * Move bytes of direction d until its socket or destination would block,
- * its source reached EOF and everything is written, or the budget ran out.
- * Returns RX_WAIT, RX_MORE (call again soon), or -errno with x->err_side
- * set (the connection is then reset). On EOF it calls sf_conn_eof and
- * leaves the FIN to the reactor.
+ * How an engine moves one direction's bytes: the only part of the loop
+ * that is the engine's (its hot loop).
+ *
+ * pump: move bytes of direction d until its socket or destination would
+ * block, its source reached EOF and everything is written, or the budget
+ * ran out. Returns RX_WAIT, RX_MORE (call again soon), or -errno with
+ * x->err_side set (the connection is then reset). On EOF it calls
+ * sf_conn_eof and leaves the FIN to the reactor.
+ * empty: direction d holds no byte read and not yet written.
+ * release: give back what direction d borrowed (the connection ends).
+ * init/destroy: the engine's per-loop state in l->priv (may be NULL).
  */
-typedef int (*rx_pump_fn)(struct rx_loop *l, struct rx_conn *x, int d);
+struct rx_xfer {
+	size_t dir_size;
+	int (*init)(struct rx_loop *l);
+	void (*destroy)(struct rx_loop *l);
+	int (*pump)(struct rx_loop *l, struct rx_conn *x, int d);
+	int (*empty)(const struct rx_conn *x, int d);
+	void (*release)(struct rx_loop *l, struct rx_conn *x, int d);
+};
 
 struct rx_loop {
 	struct sf_worker *w;
 	int epfd;
-	rx_pump_fn pump;
-	uint8_t mode; /* enum rx_mode every new direction starts in */
+	const struct rx_xfer *xf;
+	void *priv; /* the engine's per-loop state */
 	int stop;
 	int cmd_pending; /* the command channel woke: act after the batch */
 	struct sf_bufpool bufs;
-	struct sf_pipepool pipes;
 	struct sf_timers timers;
 	struct sf_io cmd; /* the worker's command channel */
 	struct rx_conn *ready, *ready_tail;
@@ -84,16 +91,18 @@ struct rx_loop {
 	LIST_HEAD(, rx_conn) all;
 };
 
-/*
- * Run the loop of worker w: every direction starts in mode (enum rx_mode)
- * and moves its bytes with pump. Returns 0 after stop, or -errno.
- */
-int sf_reactor_run(struct sf_worker *w, rx_pump_fn pump, int mode);
+/* Run the loop of worker w, moving bytes with xf. Returns 0 after stop, or -errno. */
+int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf);
 
-/* The buffered pump (eng_epoll.c), also splice's fallback. */
-int sf_rx_pump_buf(struct rx_loop *l, struct rx_conn *x, int d);
+/* The engine's state of direction d of x. */
+static inline void *rx_priv(struct rx_conn *x, const struct rx_loop *l, int d)
+{
+	return x->priv + (size_t)d * l->xf->dir_size;
+}
 
-/* Give back what direction d borrowed; a pipe still holding bytes is closed. */
-void sf_rx_dir_release(struct rx_loop *l, struct rx_dir *dir);
+/* The buffered transfer (rx_buf.c), as an rx_xfer's pump, empty and release. */
+int sf_rx_buf_pump(struct rx_loop *l, struct rx_conn *x, int d);
+int sf_rx_buf_empty(const struct rx_conn *x, int d);
+void sf_rx_buf_release(struct rx_loop *l, struct rx_conn *x, int d);
 
 #endif
