@@ -202,7 +202,10 @@ int sf_conn_connect_reason(const struct sf_conn *c)
 	return (c->flags & SF_CONN_TIMEDOUT) ? SF_R_CONNECT_TIMEOUT : SF_R_REFUSED;
 }
 
-/* Send the PROXY header: the socket is fresh, so it fits whole or fails. */
+/*
+ * Send the PROXY header: the socket is fresh, so it fits whole or fails.
+ * The peer is known: sf_conn_admit made sure of it for this rule.
+ */
 static int send_proxy_header(struct sf_conn *c)
 {
 	char hdr[SF_PROXY_ENC_MAX];
@@ -212,11 +215,6 @@ static int send_proxy_header(struct sf_conn *c)
 		c->local.len = sizeof(c->local.ss);
 		if (getsockname(c->fd[SF_CLIENT], (struct sockaddr *)&c->local.ss, &c->local.len) <
 		    0)
-			return -errno;
-	}
-	if (c->peer.len == 0) {
-		c->peer.len = sizeof(c->peer.ss);
-		if (getpeername(c->fd[SF_CLIENT], (struct sockaddr *)&c->peer.ss, &c->peer.len) < 0)
 			return -errno;
 	}
 	n = sf_proxy_encode(c->rule->pol->proxy_protocol, (const struct sockaddr *)&c->peer.ss,

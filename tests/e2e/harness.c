@@ -576,24 +576,7 @@ static void set_timeouts(int fd, int ms)
 	sys_assert(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0, "SO_SNDTIMEO");
 }
 
-int tcp_connect_try(int family, int port)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = loop_sockaddr(&ss, family, port);
-	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
-
-	sys_assert(fd >= 0, "socket");
-	set_timeouts(fd, E2E_HANG_MS);
-	for (int i = 0; i < 100; i++) {
-		if (connect(fd, (struct sockaddr *)&ss, len) == 0)
-			return fd;
-		if (errno != EINTR)
-			break;
-	}
-	e = errno;
-	close(fd);
-	return -e;
-}
+int tcp_connect_try(int family, int port) { return tcp_connect_from_try(family, NULL, port); }
 
 int tcp_connect(int family, int port)
 {
@@ -1327,33 +1310,36 @@ void silent_stop(struct silent *q)
 
 int sock_local_port(int fd) { return sock_port(fd); }
 
+/* Connect to the loopback port, bound first to src unless it is NULL. */
 int tcp_connect_from_try(int family, const char *src, int port)
 {
 	struct sockaddr_storage ss, sa;
 	socklen_t len = loop_sockaddr(&ss, family, port);
 	int fd, e;
 
-	if (src == NULL)
-		return tcp_connect_try(family, port);
-	memset(&sa, 0, sizeof(sa));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-
-		s6->sin6_family = AF_INET6;
-		cr_assert(inet_pton(AF_INET6, src, &s6->sin6_addr) == 1, "bad address %s", src);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-
-		s4->sin_family = AF_INET;
-		cr_assert(inet_pton(AF_INET, src, &s4->sin_addr) == 1, "bad address %s", src);
-	}
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	sys_assert(fd >= 0, "socket");
 	set_timeouts(fd, E2E_HANG_MS);
-	sys_assert(bind(fd, (struct sockaddr *)&sa,
-			family == AF_INET6 ? sizeof(struct sockaddr_in6)
-					   : sizeof(struct sockaddr_in)) == 0,
-		   "bind the client to %s", src);
+	if (src != NULL) {
+		memset(&sa, 0, sizeof(sa));
+		if (family == AF_INET6) {
+			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
+
+			s6->sin6_family = AF_INET6;
+			cr_assert(inet_pton(AF_INET6, src, &s6->sin6_addr) == 1, "bad address %s",
+				  src);
+		} else {
+			struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+
+			s4->sin_family = AF_INET;
+			cr_assert(inet_pton(AF_INET, src, &s4->sin_addr) == 1, "bad address %s",
+				  src);
+		}
+		sys_assert(bind(fd, (struct sockaddr *)&sa,
+				family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						   : sizeof(struct sockaddr_in)) == 0,
+			   "bind the client to %s", src);
+	}
 	for (int i = 0; i < 100; i++) {
 		if (connect(fd, (struct sockaddr *)&ss, len) == 0)
 			return fd;
