@@ -58,7 +58,6 @@ struct sf_conn {
 	uint64_t last_ms;	  /* last byte written either way (idle timeout) */
 	struct sf_sockaddr peer;  /* the client: its socket's, or its PROXY header's */
 	struct sf_sockaddr local; /* where it connected to (PROXY headers) */
-	struct sf_sockaddr uaddr; /* upstream address tried or used */
 	struct sf_timer timer;
 	char *hdr; /* --accept-proxy: header bytes read so far */
 	uint16_t hdr_len;

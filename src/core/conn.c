@@ -117,11 +117,14 @@ int sf_conn_read_proxy(struct sf_conn *c, int nonblock)
 	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 1 : -EACCES;
 }
 
-/* The address of upstream u to try now, with a port range applied. */
-static void upstream_addr(const struct sf_conn *c, const struct sf_upstream *u,
+/*
+ * The address of upstream u at index i, with a port range applied: what
+ * is tried, and what the close line shows (derived, not stored).
+ */
+static void upstream_addr(const struct sf_conn *c, const struct sf_upstream *u, unsigned i,
 			  struct sf_sockaddr *a)
 {
-	*a = u->addrs.a[c->addr];
+	*a = u->addrs.a[i];
 	if (u->conf.port_last != u->conf.hp.port)
 		sf_addr_set_port(a, (uint16_t)(u->conf.hp.port + c->l->index));
 }
@@ -133,6 +136,7 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 	int rc = -ECONNREFUSED, idx;
 
 	for (;;) {
+		struct sf_sockaddr ua;
 		struct sf_upstream *u;
 
 		if (c->up < 0 || c->addr >= r->ups[c->up].addrs.n) {
@@ -144,9 +148,9 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 			c->tried |= 1ull << idx;
 		}
 		u = &r->ups[c->up];
-		upstream_addr(c, u, &c->uaddr);
+		upstream_addr(c, u, c->addr, &ua);
 		SF_ATOMIC_ADD(u->attempts, 1);
-		rc = sf_net_connect(&c->uaddr, blocking, blocking ? r->pol->connect_timeout_ms : 0,
+		rc = sf_net_connect(&ua, blocking, blocking ? r->pol->connect_timeout_ms : 0,
 				    &c->fd[SF_UPSTREAM]);
 		if (rc == 0 || (rc == -EINPROGRESS && !blocking))
 			return rc;
@@ -284,10 +288,16 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	char cbuf[SF_ADDRSTRLEN], ubuf[SF_ADDRSTRLEN], detail[160] = "";
 	uint64_t dur = sf_now_ms() - c->start_ms;
 
-	if (c->up >= 0 && c->uaddr.len > 0)
-		sf_addr_format((const struct sockaddr *)&c->uaddr.ss, ubuf, sizeof(ubuf));
-	else
+	if (c->up >= 0) {
+		const struct sf_upstream *u = &c->rule->ups[c->up];
+		struct sf_sockaddr ua;
+
+		/* After the last address failed, addr is one past it. */
+		upstream_addr(c, u, c->addr < u->addrs.n ? c->addr : u->addrs.n - 1, &ua);
+		sf_addr_format((const struct sockaddr *)&ua.ss, ubuf, sizeof(ubuf));
+	} else {
 		strcpy(ubuf, "-");
+	}
 	if (c->peer.len > 0)
 		sf_addr_format((const struct sockaddr *)&c->peer.ss, cbuf, sizeof(cbuf));
 	else
