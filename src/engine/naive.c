@@ -344,53 +344,85 @@ static void nv_drain(struct nv_worker *nw)
 	pthread_mutex_unlock(&nw->lock);
 }
 
-/* Poll set: the command channel, then every listener of the generation. */
-static struct pollfd *nv_pollset(struct sf_worker *w, struct pollfd *old, size_t *n)
+/*
+ * The poll set: the command channel, then every listener of the
+ * generation. A paused listener (its rule full, EMFILE, no thread) is
+ * left out (fd -1) until its own time is up, so one full rule never
+ * stops the others.
+ */
+struct nv_pollset {
+	struct pollfd *pfd;
+	uint64_t *until; /* 0, or when listener i resumes */
+	size_t n;
+};
+
+static int nv_pollset_build(struct sf_worker *w, struct nv_pollset *ps)
 {
-	struct sf_gen *g = w->gen;
-	struct pollfd *p = realloc(old, (g->nls + 1) * sizeof(*p));
-	size_t i;
+	size_t n = w->gen->nls + 1, i;
+	struct pollfd *p = realloc(ps->pfd, n * sizeof(*p));
+	uint64_t *u;
 
 	if (p == NULL)
-		return NULL;
-	p[0].fd = w->cmdfd;
-	p[0].events = POLLIN;
-	for (i = 0; i < g->nls; i++) {
-		p[i + 1].fd = g->ls[i].socks[w->id].io.fd;
-		p[i + 1].events = POLLIN;
+		return -ENOMEM;
+	ps->pfd = p;
+	if ((u = realloc(ps->until, n * sizeof(*u))) == NULL)
+		return -ENOMEM;
+	ps->until = u;
+	for (i = 0; i < n; i++) {
+		p[i].fd = i == 0 ? w->cmdfd : w->gen->ls[i - 1].socks[w->id].io.fd;
+		p[i].events = POLLIN;
+		u[i] = 0;
 	}
-	*n = g->nls + 1;
-	return p;
+	ps->n = n;
+	return 0;
+}
+
+static void nv_pause(struct nv_pollset *ps, size_t i)
+{
+	ps->until[i] = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+	ps->pfd[i].fd = -1;
+}
+
+/* Put back the listeners whose pause is over; returns the poll timeout. */
+static int nv_resume(struct sf_worker *w, struct nv_pollset *ps)
+{
+	uint64_t now = sf_now_ms(), next = UINT64_MAX;
+	size_t i;
+
+	for (i = 1; i < ps->n; i++) {
+		if (ps->until[i] == 0)
+			continue;
+		if (ps->until[i] <= now) {
+			ps->until[i] = 0;
+			ps->pfd[i].fd = w->gen->ls[i - 1].socks[w->id].io.fd;
+		} else if (ps->until[i] < next) {
+			next = ps->until[i];
+		}
+	}
+	return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
 /*
  * Accept on every listener until stopped; each connection gets its own
- * threads. While a listener's rule is full, or after an accept failure
- * (EMFILE, no thread), listeners are left out of the poll set for
- * SF_ACCEPT_PAUSE_MS, so neither turns into a busy loop. Returns 0 once
- * stop is asked, or -errno.
+ * threads. Returns 0 once stop is asked, or -errno.
  */
 static int nv_accept_loop(struct sf_worker *w)
 {
-	struct pollfd *pfd = NULL;
+	struct nv_pollset ps = { NULL, NULL, 0 };
 	struct sf_sockaddr peer;
-	uint64_t paused_until = 0;
-	size_t n = 0, i;
-	int fd, rc = 0;
+	size_t i;
+	int fd, rc;
 
-	if ((pfd = nv_pollset(w, pfd, &n)) == NULL)
-		return -ENOMEM;
+	if ((rc = nv_pollset_build(w, &ps)) < 0)
+		goto out;
 	for (;;) {
-		uint64_t now = sf_now_ms();
-		int paused = paused_until > now;
-
-		if (poll(pfd, paused ? 1 : n, paused ? (int)(paused_until - now) : -1) < 0) {
+		if (poll(ps.pfd, ps.n, nv_resume(w, &ps)) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
 			break;
 		}
-		if (pfd[0].revents) {
+		if (ps.pfd[0].revents) {
 			unsigned cmd = sf_worker_commands(w);
 			struct sf_gen *g;
 
@@ -398,34 +430,34 @@ static int nv_accept_loop(struct sf_worker *w)
 				break;
 			if ((cmd & SF_WCMD_GEN) && (g = sf_worker_take_gen(w)) != NULL) {
 				sf_worker_adopt(w, g);
-				if ((pfd = nv_pollset(w, pfd, &n)) == NULL)
-					return -ENOMEM;
+				if ((rc = nv_pollset_build(w, &ps)) < 0)
+					break;
 				continue;
 			}
 		}
-		if (paused)
-			continue;
-		for (i = 1; i < n; i++) {
+		for (i = 1; i < ps.n; i++) {
 			struct sf_lsock *ls = &w->gen->ls[i - 1].socks[w->id];
 
-			if (!(pfd[i].revents & POLLIN))
+			if (ps.pfd[i].fd < 0 || !(ps.pfd[i].revents & POLLIN))
 				continue;
 			if (!sf_rule_reserve(ls->l->rule)) {
-				paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+				nv_pause(&ps, i);
 				continue;
 			}
 			fd = sf_net_accept(ls->io.fd, &peer, 1);
 			if (fd < 0) {
 				sf_rule_release(ls->l->rule);
 				if (sf_worker_accept_failed(w, fd))
-					paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+					nv_pause(&ps, i);
 				continue;
 			}
 			if (nv_accept_one(w, ls, fd, &peer))
-				paused_until = sf_now_ms() + SF_ACCEPT_PAUSE_MS;
+				nv_pause(&ps, i);
 		}
 	}
-	free(pfd);
+out:
+	free(ps.pfd);
+	free(ps.until);
 	return rc;
 }
 
