@@ -163,7 +163,7 @@ int sf_rule_allows(const struct sf_rule *r, const struct sockaddr *sa);
  * Choose the upstream for a connection of r from client, skipping those
  * in tried (bit i: upstream i). Non-backup upstreams that are up first,
  * chosen by the rule's balance mode; then backups that are up; then, when
- * every upstream is down, any untried one in order. Returns its index,
+ * every upstream is down, any untried one, backups last. Returns its index,
  * or -1 when every upstream was tried.
  */
 int sf_rule_pick(struct sf_rule *r, const struct sockaddr *client, uint64_t tried, uint64_t now);

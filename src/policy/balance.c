@@ -9,7 +9,8 @@
 
 #include "sockfwd/rule.h"
 
-enum { PASS_UP, PASS_BACKUP, PASS_ANY };
+/* Who may be chosen, in turn: up and not backup, up backups, then (all down) any, backups last. */
+enum { PASS_UP, PASS_BACKUP, PASS_ANY, PASS_ANY_BACKUP };
 
 static int is_up(const struct sf_upstream *u, uint64_t now)
 {
@@ -28,8 +29,10 @@ static int candidate(const struct sf_rule *r, unsigned i, uint64_t tried, int pa
 		return !u->conf.backup && is_up(u, now);
 	case PASS_BACKUP:
 		return u->conf.backup && is_up(u, now);
+	case PASS_ANY:
+		return !u->conf.backup;
 	default:
-		return 1;
+		return u->conf.backup;
 	}
 }
 
@@ -108,7 +111,7 @@ int sf_rule_pick(struct sf_rule *r, const struct sockaddr *client, uint64_t trie
 {
 	int pass;
 
-	for (pass = PASS_UP; pass <= PASS_ANY; pass++) {
+	for (pass = PASS_UP; pass <= PASS_ANY_BACKUP; pass++) {
 		uint64_t total = 0;
 		unsigned i;
 
