@@ -24,6 +24,22 @@ struct sf_sockaddr {
 	socklen_t len;
 };
 
+/*
+ * An IPv4 or IPv6 socket address in 32 bytes rather than
+ * sockaddr_storage's 128: what a connection keeps of its peers.
+ */
+struct sf_inaddr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} u;
+	socklen_t len; /* 0: unknown */
+};
+
+/* Copy s into d when it is IPv4 or IPv6, else make d unknown. */
+void sf_inaddr_set(struct sf_inaddr *d, const struct sf_sockaddr *s);
+
 struct sf_addrlist {
 	size_t n;
 	struct sf_sockaddr a[SF_ADDR_MAX];

@@ -55,9 +55,9 @@ struct sf_conn {
 	uint64_t bytes[2];
 	uint64_t spliced[2];
 	uint64_t start_ms;
-	uint64_t last_ms;	  /* last byte written either way (idle timeout) */
-	struct sf_sockaddr peer;  /* the client: its socket's, or its PROXY header's */
-	struct sf_sockaddr local; /* where it connected to (PROXY headers) */
+	uint64_t last_ms;	/* last byte written either way (idle timeout) */
+	struct sf_inaddr peer;	/* the client: its socket's, or its PROXY header's */
+	struct sf_inaddr local; /* where it connected to (PROXY headers) */
 	struct sf_timer timer;
 	char *hdr; /* --accept-proxy: header bytes read so far */
 	uint16_t hdr_len;

@@ -215,6 +215,16 @@ int sf_addr_resolve(const struct sf_hostport *hp, int passive, struct sf_addrlis
 	return 0;
 }
 
+void sf_inaddr_set(struct sf_inaddr *d, const struct sf_sockaddr *s)
+{
+	d->len = 0;
+	if ((s->ss.ss_family == AF_INET || s->ss.ss_family == AF_INET6) && s->len > 0 &&
+	    s->len <= sizeof(d->u)) {
+		memcpy(&d->u, &s->ss, s->len);
+		d->len = s->len;
+	}
+}
+
 void sf_addr_set_port(struct sf_sockaddr *a, uint16_t port)
 {
 	if (a->ss.ss_family == AF_INET)

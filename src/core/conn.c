@@ -32,7 +32,7 @@ void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, i
 	c->up = -1;
 	c->start_ms = c->last_ms = sf_now_ms();
 	if (peer != NULL)
-		c->peer = *peer;
+		sf_inaddr_set(&c->peer, peer);
 	sf_timer_init(&c->timer, NULL);
 	SF_ATOMIC_ADD(w->stats.accepted, 1);
 	SF_ATOMIC_ADD(w->stats.active, 1);
@@ -51,8 +51,8 @@ static int needs_peer(const struct sf_conn *c)
 int sf_conn_admit(struct sf_conn *c)
 {
 	if (c->peer.len == 0 && needs_peer(c)) {
-		c->peer.len = sizeof(c->peer.ss);
-		if (getpeername(c->fd[SF_CLIENT], (struct sockaddr *)&c->peer.ss, &c->peer.len) < 0)
+		c->peer.len = sizeof(c->peer.u);
+		if (getpeername(c->fd[SF_CLIENT], &c->peer.u.sa, &c->peer.len) < 0)
 			return -errno;
 	}
 	if (c->rule->pol->accept_proxy) {
@@ -62,7 +62,7 @@ int sf_conn_admit(struct sf_conn *c)
 		c->flags |= SF_CONN_PROXY;
 		return 1; /* allow/deny applies to the address in the header */
 	}
-	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 0 : -EACCES;
+	return sf_rule_allows(c->rule, &c->peer.u.sa) ? 0 : -EACCES;
 }
 
 /*
@@ -111,10 +111,10 @@ int sf_conn_read_proxy(struct sf_conn *c, int nonblock)
 	c->hdr = NULL;
 	c->flags &= ~SF_CONN_PROXY;
 	if (!info.local) {
-		c->peer = info.src;
-		c->local = info.dst;
+		sf_inaddr_set(&c->peer, &info.src);
+		sf_inaddr_set(&c->local, &info.dst);
 	}
-	return sf_rule_allows(c->rule, (const struct sockaddr *)&c->peer.ss) ? 1 : -EACCES;
+	return sf_rule_allows(c->rule, &c->peer.u.sa) ? 1 : -EACCES;
 }
 
 /*
@@ -140,7 +140,7 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 		struct sf_upstream *u;
 
 		if (c->up < 0 || c->addr >= r->ups[c->up].addrs.n) {
-			idx = sf_rule_pick(r, (const struct sockaddr *)&c->peer.ss, c->tried, now);
+			idx = sf_rule_pick(r, &c->peer.u.sa, c->tried, now);
 			if (idx < 0)
 				return rc;
 			c->up = idx;
@@ -216,13 +216,12 @@ static int send_proxy_header(struct sf_conn *c)
 	ssize_t n, m;
 
 	if (c->local.len == 0) {
-		c->local.len = sizeof(c->local.ss);
-		if (getsockname(c->fd[SF_CLIENT], (struct sockaddr *)&c->local.ss, &c->local.len) <
-		    0)
+		c->local.len = sizeof(c->local.u);
+		if (getsockname(c->fd[SF_CLIENT], &c->local.u.sa, &c->local.len) < 0)
 			return -errno;
 	}
-	n = sf_proxy_encode(c->rule->pol->proxy_protocol, (const struct sockaddr *)&c->peer.ss,
-			    (const struct sockaddr *)&c->local.ss, hdr, sizeof(hdr));
+	n = sf_proxy_encode(c->rule->pol->proxy_protocol, &c->peer.u.sa, &c->local.u.sa, hdr,
+			    sizeof(hdr));
 	if (n < 0)
 		return (int)n;
 	do
@@ -299,7 +298,7 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 		strcpy(ubuf, "-");
 	}
 	if (c->peer.len > 0)
-		sf_addr_format((const struct sockaddr *)&c->peer.ss, cbuf, sizeof(cbuf));
+		sf_addr_format(&c->peer.u.sa, cbuf, sizeof(cbuf));
 	else
 		strcpy(cbuf, "-");
 	if (side >= 0 || err != 0)
