@@ -106,7 +106,16 @@ enum {
 	SF_G_BUFFER_SIZE = 1u << 2,
 	SF_G_PIPE_SIZE = 1u << 3,
 	SF_G_LOGLEVEL = 1u << 4,
+	SF_G_METRICS = 1u << 5,
+	SF_G_USER = 1u << 6,
+	SF_G_DRAIN_TIMEOUT = 1u << 7,
+	SF_G_LOG_FORMAT = 1u << 8,
 };
+
+/* --log-format */
+enum sf_logfmt { SF_LOGFMT_TEXT = 0, SF_LOGFMT_JSON };
+
+#define SF_USER_MAX 256 /* USER[:GROUP], with the NUL */
 
 struct sf_engine;
 
@@ -120,6 +129,11 @@ struct sf_config {
 	unsigned gset;		    /* SF_G_* given on the command line */
 	char *file;		    /* -c FILE (malloc'd), NULL for a command-line rule */
 	int check;		    /* -t: validate and exit */
+	int log_format;		    /* enum sf_logfmt */
+	int has_metrics;	    /* metrics set: serve /metrics there */
+	struct sf_hostport metrics; /* --metrics ADDR */
+	char user[SF_USER_MAX];	    /* --user USER[:GROUP], "" for none */
+	uint64_t drain_timeout_ms;  /* --drain-timeout: 0 for a fast stop */
 	struct sf_policy defaults;  /* command-line policy flags, or the file's defaults {} */
 	struct sf_rule_conf *rules; /* malloc'd */
 	size_t nrules;
@@ -163,6 +177,15 @@ int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen);
 
 /* Free what parsing allocated (rules, lists, file name); cfg may be reused. */
 void sf_config_free(struct sf_config *cfg);
+
+/*
+ * Check "USER[:GROUP]" for --user (names or numeric ids; resolved only
+ * when dropping privileges). Returns 0, or -EINVAL with a message.
+ */
+int sf_user_parse(const char *s, char *out, size_t outlen, char *err, size_t errlen);
+
+/* "text" or "json" into an enum sf_logfmt; -EINVAL for anything else. */
+int sf_logfmt_parse(const char *s);
 
 /* "roundrobin" ... for enum sf_balance; NULL when out of range. */
 const char *sf_balance_name(int b);

@@ -635,6 +635,40 @@ static int load_global(struct loader *ld, const config_setting_t *s)
 				    str);
 		if (!(cfg->gset & SF_G_LOGLEVEL))
 			cfg->loglevel = level;
+	} else if (strcmp(name, "log_format") == 0) {
+		if ((rc = get_string(ld, s, &str)) < 0)
+			return rc;
+		if ((level = sf_logfmt_parse(str)) < 0)
+			return fail(ld, s, "unknown format '%s' (expected text or json)", str);
+		if (!(cfg->gset & SF_G_LOG_FORMAT))
+			cfg->log_format = level;
+	} else if (strcmp(name, "metrics") == 0) {
+		struct sf_hostport hp;
+
+		if ((rc = get_string(ld, s, &str)) < 0)
+			return rc;
+		if (sf_addr_parse(str, &hp, msg, sizeof(msg)) < 0)
+			return fail(ld, s, "%s", msg);
+		if (!(cfg->gset & SF_G_METRICS)) {
+			cfg->metrics = hp;
+			cfg->has_metrics = 1;
+		}
+	} else if (strcmp(name, "user") == 0) {
+		char user[SF_USER_MAX];
+
+		if ((rc = get_string(ld, s, &str)) < 0)
+			return rc;
+		if (sf_user_parse(str, user, sizeof(user), msg, sizeof(msg)) < 0)
+			return fail(ld, s, "%s", msg);
+		if (!(cfg->gset & SF_G_USER))
+			memcpy(cfg->user, user, sizeof(user));
+	} else if (strcmp(name, "drain_timeout") == 0) {
+		uint64_t ms;
+
+		if ((rc = get_duration(ld, s, 0, &ms)) < 0)
+			return rc;
+		if (!(cfg->gset & SF_G_DRAIN_TIMEOUT))
+			cfg->drain_timeout_ms = ms;
 	} else {
 		return 0;
 	}
@@ -1064,6 +1098,36 @@ int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen)
 nomem:
 	snprintf(err, errlen, "out of memory");
 	return -ENOMEM;
+}
+
+int sf_user_parse(const char *s, char *out, size_t outlen, char *err, size_t errlen)
+{
+	const char *colon = strchr(s, ':');
+	size_t n = strlen(s);
+
+	if (n == 0 || s[0] == ':') {
+		snprintf(err, errlen, "'%s': expected USER or USER:GROUP", s);
+		return -EINVAL;
+	}
+	if (colon != NULL && (colon[1] == '\0' || strchr(colon + 1, ':') != NULL)) {
+		snprintf(err, errlen, "'%s': expected USER or USER:GROUP", s);
+		return -EINVAL;
+	}
+	if (n >= outlen) {
+		snprintf(err, errlen, "'%.32s...': name too long", s);
+		return -EINVAL;
+	}
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+int sf_logfmt_parse(const char *s)
+{
+	if (strcmp(s, "text") == 0)
+		return SF_LOGFMT_TEXT;
+	if (strcmp(s, "json") == 0)
+		return SF_LOGFMT_JSON;
+	return -EINVAL;
 }
 
 void sf_config_free(struct sf_config *cfg)

@@ -32,6 +32,10 @@ enum {
 	OPT_DENY,
 	OPT_PROXY_PROTOCOL,
 	OPT_ACCEPT_PROXY,
+	OPT_METRICS,
+	OPT_USER,
+	OPT_DRAIN_TIMEOUT,
+	OPT_LOG_FORMAT,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +58,10 @@ static const struct option long_opts[] = {
 	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL },
 	{ "accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
+	{ "user", required_argument, NULL, OPT_USER },
+	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
+	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -104,6 +112,15 @@ const char *sf_usage(void)
 	       "                               repeatable\n"
 	       "      --proxy-protocol VER     send a PROXY header upstream: v1 | v2\n"
 	       "      --accept-proxy           clients send a PROXY v1 or v2 header first\n"
+	       "      --metrics ADDR           serve Prometheus /metrics and /health over\n"
+	       "                               HTTP at ADDR (host:port; keep it on loopback\n"
+	       "                               or a management network)\n"
+	       "      --user USER[:GROUP]      once listening, drop to USER's uid, gid and\n"
+	       "                               groups (GROUP: another primary group)\n"
+	       "      --drain-timeout DUR      at SIGTERM stop accepting and let connections\n"
+	       "                               finish for up to DUR, then reset the rest\n"
+	       "                               (default 0: reset at once)\n"
+	       "      --log-format FMT         text (default) | json: one object per line\n"
 	       "  -v, --verbose                one line per connection close: peers, bytes\n"
 	       "                               each way, duration, reason\n"
 	       "  -q, --quiet                  errors only\n"
@@ -481,6 +498,36 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 		case OPT_PROXY_PROTOCOL:
 		case OPT_ACCEPT_PROXY:
 			rc = opt_policy(c, optarg, &cfg->defaults, err, errlen);
+			break;
+		case OPT_METRICS:
+			if (sf_addr_parse(optarg, &cfg->metrics, aerr, sizeof(aerr)) < 0) {
+				snprintf(err, errlen, "--metrics: %s", aerr);
+				rc = -EINVAL;
+			}
+			cfg->has_metrics = 1;
+			cfg->gset |= SF_G_METRICS;
+			break;
+		case OPT_USER:
+			if (sf_user_parse(optarg, cfg->user, sizeof(cfg->user), aerr,
+					  sizeof(aerr)) < 0) {
+				snprintf(err, errlen, "--user: %s", aerr);
+				rc = -EINVAL;
+			}
+			cfg->gset |= SF_G_USER;
+			break;
+		case OPT_DRAIN_TIMEOUT:
+			rc = opt_duration("--drain-timeout", optarg, 0, &cfg->drain_timeout_ms, err,
+					  errlen);
+			cfg->gset |= SF_G_DRAIN_TIMEOUT;
+			break;
+		case OPT_LOG_FORMAT:
+			if ((cfg->log_format = sf_logfmt_parse(optarg)) < 0) {
+				snprintf(err, errlen,
+					 "--log-format %s: unknown format (expected text or json)",
+					 optarg);
+				rc = -EINVAL;
+			}
+			cfg->gset |= SF_G_LOG_FORMAT;
 			break;
 		case 'v':
 			verbose = 1;

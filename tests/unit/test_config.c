@@ -1029,3 +1029,45 @@ Test(config_finish, no_rules)
 	cr_assert_err_mentions(errbuf, "no rules");
 	sf_config_free(&cfg);
 }
+
+Test(config_file, operations_globals)
+{
+	struct sf_config cfg;
+
+	good(&cfg, "metrics = \"127.0.0.1:9100\";\n"
+		   "user = \"sockfwd\";\n"
+		   "drain_timeout = \"1m\";\n"
+		   "log_format = \"json\";\n" RULES);
+	cr_assert_eq(cfg.has_metrics, 1);
+	cr_assert_eq(cfg.metrics.port, 9100);
+	cr_assert_str_eq(cfg.user, "sockfwd");
+	cr_assert_eq(cfg.drain_timeout_ms, 60000);
+	cr_assert_eq(cfg.log_format, SF_LOGFMT_JSON);
+	sf_config_free(&cfg);
+}
+
+Test(config_file, operations_command_line_wins)
+{
+	struct sf_config cfg;
+	const char *path = write_file(NULL, "metrics = \"127.0.0.1:9100\";\nuser = \"a\";\n"
+					    "drain_timeout = 5;\nlog_format = \"json\";\n" RULES);
+	char *extra[] = { "--metrics",	     "[::1]:9200", "--user",	   "b:c",
+			  "--drain-timeout", "0",	   "--log-format", "text" };
+
+	cr_assert_eq(load_path_argv(&cfg, path, 8, extra), 0, "%s", errbuf);
+	cr_assert_str_eq(cfg.metrics.host, "::1");
+	cr_assert_eq(cfg.metrics.port, 9200);
+	cr_assert_str_eq(cfg.user, "b:c");
+	cr_assert_eq(cfg.drain_timeout_ms, 0);
+	cr_assert_eq(cfg.log_format, SF_LOGFMT_TEXT);
+	sf_config_free(&cfg);
+}
+
+Test(config_file, bad_operations_globals)
+{
+	bad("metrics = \"nowhere\"; #!\n" RULES, "metrics", "nowhere");
+	bad("metrics = 9100; #!\n" RULES, "metrics", "string");
+	bad("user = \"a:b:c\"; #!\n" RULES, "user", "USER");
+	bad("drain_timeout = \"later\"; #!\n" RULES, "drain_timeout", "duration");
+	bad("log_format = \"xml\"; #!\n" RULES, "log_format", "xml");
+}

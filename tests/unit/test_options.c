@@ -759,3 +759,40 @@ Test(engine, probes_pass_on_linux)
 			cr_assert_eq(e->probe(err, sizeof(err)), 0, "%s: %s", e->name, err);
 	}
 }
+
+Test(options, operations_flags)
+{
+	struct sf_config cfg;
+
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2", "--metrics", "127.0.0.1:9100", "--user",
+			   "nobody:nogroup", "--drain-timeout", "30s", "--log-format", "json"),
+		     SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.has_metrics, 1);
+	cr_assert_str_eq(cfg.metrics.host, "127.0.0.1");
+	cr_assert_eq(cfg.metrics.port, 9100);
+	cr_assert_str_eq(cfg.user, "nobody:nogroup");
+	cr_assert_eq(cfg.drain_timeout_ms, 30000);
+	cr_assert_eq(cfg.log_format, SF_LOGFMT_JSON);
+	cr_assert_eq(cfg.gset, SF_G_METRICS | SF_G_USER | SF_G_DRAIN_TIMEOUT | SF_G_LOG_FORMAT);
+	sf_config_free(&cfg);
+
+	/* Off by default. */
+	cr_assert_eq(PARSE(&cfg, "-l", ":1", "-r", "h:2"), SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.has_metrics, 0);
+	cr_assert_str_eq(cfg.user, "");
+	cr_assert_eq(cfg.drain_timeout_ms, 0);
+	cr_assert_eq(cfg.log_format, SF_LOGFMT_TEXT);
+	sf_config_free(&cfg);
+}
+
+Test(options, bad_operations_flags)
+{
+	PARSE_BAD(WORDS("--metrics"), "-l", ":1", "-r", "h:2", "--metrics", "nowhere");
+	PARSE_BAD(WORDS("--metrics"), "-l", ":1", "-r", "h:2", "--metrics", "127.0.0.1:0");
+	PARSE_BAD(WORDS("--user"), "-l", ":1", "-r", "h:2", "--user", "");
+	PARSE_BAD(WORDS("--user"), "-l", ":1", "-r", "h:2", "--user", "a:");
+	PARSE_BAD(WORDS("--user"), "-l", ":1", "-r", "h:2", "--user", ":g");
+	PARSE_BAD(WORDS("--user"), "-l", ":1", "-r", "h:2", "--user", "a:b:c");
+	PARSE_BAD(WORDS("--drain-timeout"), "-l", ":1", "-r", "h:2", "--drain-timeout", "soon");
+	PARSE_BAD(WORDS("--log-format", "xml"), "-l", ":1", "-r", "h:2", "--log-format", "xml");
+}
