@@ -14,7 +14,7 @@ Q := $(if $(filter 1,$(V)),,@)
 
 CPPFLAGS_BASE := -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS_BASE   := -std=gnu11 -O2 -g -Wall -Wextra -Wshadow -Wno-unused-parameter -pthread
-LDLIBS_BASE   := -pthread -lconfig
+LDLIBS_BASE   := -pthread -lconfig -lmicrohttpd -lsystemd
 
 # src/core: rules, config, connections, workers; src/event: the readiness
 # loop; src/engine: one file per engine; src/policy: balancing, ACLs, PROXY.

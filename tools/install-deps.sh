@@ -3,8 +3,10 @@
 #
 #   tools/install-deps.sh [--check] PROFILE...
 #
-# Profiles: build  compiler, libc headers, make, pkg-config, libconfig (config files)
-#           test   build + Criterion
+# Profiles: build  compiler, libc headers, make, pkg-config, libconfig (config files),
+#                  libmicrohttpd (--metrics), libsystemd (notify, socket activation)
+#           test   build + Criterion, promtool (prometheus), mandoc, systemd's tools
+#           deb    what `make deb` needs: dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
@@ -16,14 +18,15 @@
 set -eu
 
 usage() {
-	echo "usage: $0 [--check] {build|test|uring|bench|format}..." >&2
+	echo "usage: $0 [--check] {build|test|uring|bench|format|deb}..." >&2
 	exit 2
 }
 
 pkgs_for() {
 	case $1 in
-	build) echo "gcc libc6-dev make pkg-config libconfig-dev" ;;
-	test) echo "$(pkgs_for build) libcriterion-dev" ;;
+	build) echo "gcc libc6-dev make pkg-config libconfig-dev libmicrohttpd-dev libsystemd-dev" ;;
+	test) echo "$(pkgs_for build) libcriterion-dev prometheus mandoc systemd" ;;
+	deb) echo "$(pkgs_for build) dpkg-dev debhelper fakeroot" ;;
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
