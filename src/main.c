@@ -192,9 +192,15 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 		if (sigwait(sigs, &sig) != 0)
 			return 0;
 		switch (sig) {
-		case SIGHUP:
+		case SIGHUP: {
+			const struct sf_gen *old = m->gen;
+
+			sf_sd_reloading();
 			reload(m);
+			/* A failed reload keeps the old generation: READY=1 all the same. */
+			sf_sd_ready(m->gen, m->gen == old);
 			break;
+		}
 		case SIGUSR1: /* a worker failed: see sf_worker_fail */
 			return 1;
 		default:
@@ -279,8 +285,10 @@ int main(int argc, char **argv)
 	}
 	if (status == 0) {
 		log_rules(&m, m.gen);
+		sf_sd_ready(m.gen, 0);
 		status = serve(&m, &sigs);
 	}
+	sf_sd_stopping();
 
 	/* Stop accepting, reset what is open, and be gone within a second. */
 	for (i = 0; i < started; i++)

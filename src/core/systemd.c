@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -242,3 +243,24 @@ void sf_sd_close(void)
 	socks = NULL;
 	nsocks = 0;
 }
+
+void sf_sd_ready(const struct sf_gen *g, int reload_failed)
+{
+	(void)sd_notifyf(0, "READY=1\nSTATUS=%s%zu rule%s on %zu listener%s%s",
+			 reload_failed ? "reload failed (see the log); still serving " : "serving ",
+			 g->nrules, g->nrules == 1 ? "" : "s", g->nls, g->nls == 1 ? "" : "s",
+			 nsocks > 0 ? ", socket-activated" : "");
+}
+
+void sf_sd_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* Type=notify-reload needs MONOTONIC_USEC to tell this reload from an older one. */
+	(void)sd_notifyf(0, "RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu",
+			 (unsigned long long)ts.tv_sec * 1000000ull +
+				 (unsigned long long)ts.tv_nsec / 1000);
+}
+
+void sf_sd_stopping(void) { (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping"); }

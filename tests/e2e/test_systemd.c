@@ -8,7 +8,8 @@
  * before exec), which controls every case of the matching rules. Bytes
  * are checked by hash; that sockfwd used the passed socket rather than a
  * socket of its own is checked in /proc (one listening socket on the
- * address, the very one passed).
+ * address, the very one passed). sd_notify is read from an AF_UNIX
+ * datagram socket named by NOTIFY_SOCKET.
  */
 #include "harness.h"
 
@@ -24,13 +25,17 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SOCKET_ACTIVATE "/usr/bin/systemd-socket-activate"
 #define SD_ARGS		48
 #define SD_ENV		512
 #define SD_FDS		4
+#define NOTIFY_MS	10000 /* bound for one notification to arrive */
+#define NOTIFY_MSGS	32
 #define EXIT_MS		10000
 #define PAR_CONNS	16
 
@@ -618,4 +623,207 @@ Test(systemd, passed_bad_sockets, .timeout = 30)
 			     st, err);
 		cr_assert(strstr(err, "both for") != NULL, "stderr:\n%s", err);
 	}
+}
+
+/* ---- sd_notify ---- */
+
+struct notify {
+	int fd;
+	char path[64]; /* abstract: "@..." as NOTIFY_SOCKET writes it */
+	char env[96];
+	char msgs[NOTIFY_MSGS][512];
+	int n;
+};
+
+static void notify_open(struct notify *ns)
+{
+	static int seq;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	socklen_t len;
+
+	snprintf(ns->path, sizeof(ns->path), "@sockfwd-e2e-%d-%d", (int)getpid(), seq++);
+	snprintf(ns->env, sizeof(ns->env), "NOTIFY_SOCKET=%s", ns->path);
+	/* Abstract: a leading NUL in sun_path, no file to clean up. */
+	memcpy(sun.sun_path + 1, ns->path + 1, strlen(ns->path) - 1);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(ns->path));
+	ns->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	sys_assert(ns->fd >= 0, "socket AF_UNIX");
+	sys_assert(bind(ns->fd, (struct sockaddr *)&sun, len) == 0, "bind %s", ns->path);
+	ns->n = 0;
+}
+
+/*
+ * The next notification (one datagram) within NOTIFY_MS; fails the test
+ * when none comes or sockfwd exits. Returns it, NUL terminated.
+ */
+static const char *notify_next(struct notify *ns, struct fwd *f)
+{
+	uint64_t deadline = now_ms() + NOTIFY_MS;
+	char *m;
+
+	cr_assert(ns->n < NOTIFY_MSGS, "too many notifications");
+	m = ns->msgs[ns->n];
+	for (int i = 0; i < 100000; i++) {
+		struct pollfd p = { .fd = ns->fd, .events = POLLIN };
+		ssize_t r;
+
+		if (poll(&p, 1, 50) > 0) {
+			r = recv(ns->fd, m, sizeof(ns->msgs[0]) - 1, MSG_DONTWAIT);
+			sys_assert(r >= 0 || errno == EAGAIN, "recv notify");
+			if (r >= 0) {
+				m[r] = '\0';
+				ns->n++;
+				return m;
+			}
+		}
+		fwd_wait(f, 0);
+		cr_assert(!f->exited, "sockfwd exited (%s) before notifying; stderr:\n%s",
+			  fwd_status_str(f), fwd_stderr_tail(f));
+		cr_assert(now_ms() < deadline, "no notification within %d ms; stderr:\n%s",
+			  NOTIFY_MS, fwd_stderr_tail(f));
+	}
+	cr_assert_fail("no notification");
+	return NULL;
+}
+
+/* Does message m hold the line "line" (a whole line)? */
+static int has_line(const char *m, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = m; p != NULL && *p != '\0';) {
+		if (strncmp(p, line, n) == 0 && (p[n] == '\n' || p[n] == '\0'))
+			return 1;
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return 0;
+}
+
+/* The value of "KEY=" in message m, or NULL (a static copy). */
+static const char *field(const char *m, const char *key)
+{
+	static char buf[512];
+	size_t n = strlen(key);
+
+	for (const char *p = m; p != NULL && *p != '\0';) {
+		if (strncmp(p, key, n) == 0 && p[n] == '=') {
+			const char *e = strchr(p, '\n');
+			size_t len = e ? (size_t)(e - p - n - 1) : strlen(p + n + 1);
+
+			snprintf(buf, sizeof(buf), "%.*s", (int)len, p + n + 1);
+			return buf;
+		}
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	return NULL;
+}
+
+static uint64_t mono_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * SIGHUP, then the next two notifications are RELOADING=1 (with a
+ * MONOTONIC_USEC taken after the signal was sent) and READY=1; returns
+ * READY's STATUS (a static copy, "" when none).
+ */
+static const char *notify_reload(struct notify *ns, struct fwd *f)
+{
+	static char status[512];
+	uint64_t before = mono_usec(), at;
+	const char *m, *v;
+	char *end;
+
+	sys_assert(kill(f->pid, SIGHUP) == 0, "kill SIGHUP");
+	m = notify_next(ns, f);
+	cr_assert(has_line(m, "RELOADING=1"), "after SIGHUP: '%s', expected RELOADING=1", m);
+	v = field(m, "MONOTONIC_USEC");
+	cr_assert(v != NULL, "RELOADING=1 without MONOTONIC_USEC: '%s'", m);
+	at = strtoull(v, &end, 10);
+	cr_assert(*end == '\0' && at >= before && at <= mono_usec(),
+		  "MONOTONIC_USEC=%s is not a CLOCK_MONOTONIC time of this reload", v);
+	m = notify_next(ns, f);
+	cr_assert(has_line(m, "READY=1"), "after RELOADING=1: '%s', expected READY=1", m);
+	v = field(m, "STATUS");
+	snprintf(status, sizeof(status), "%s", v ? v : "");
+	return status;
+}
+
+/*
+ * The notifications of a whole life: READY=1 (with a STATUS) once
+ * listening, and the listener then accepts at once; RELOADING=1 and
+ * READY=1 around a SIGHUP, after which the added rule accepts at once;
+ * the same around a SIGHUP with an invalid file (READY=1 again: the old
+ * rules keep serving, and STATUS says the reload failed); STOPPING=1 at
+ * SIGTERM, then exit 0.
+ */
+ENGINE_TEST(systemd, notify_lifecycle, 60)
+{
+	static const char one[] = "rules = { web = { listen = \"127.0.0.1:@L0\"; upstream = "
+				  "\"127.0.0.1:@U0\"; }; };\n";
+	static const char two[] =
+		"rules = {\n"
+		"  web = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		"  api = { listen = \"127.0.0.1:@L1\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		"};\n";
+	struct fwd_conf conf = { .engine = engine, .nlisten = 2 };
+	const char *args[] = { "-c", NULL, "-b", engine, "-j", "2", NULL };
+	struct sd_child c = { .nfds = 0 };
+	struct notify ns;
+	const char *m, *status;
+	struct srv s;
+	struct fwd f;
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	conf.up[0] = s.port;
+	notify_open(&ns);
+	for (int attempt = 0;; attempt++) {
+		conf_pick(&conf);
+		conf_write(&conf, one);
+		args[1] = conf.path;
+		sd_argv_sockfwd(&c, args);
+		c.env[0] = ns.env;
+		sd_spawn(&f, &c);
+		/* Picked ports can be taken meanwhile: try others (bounded). */
+		if (fwd_wait(&f, 300) && WIFEXITED(f.status) && WEXITSTATUS(f.status) == 1 &&
+		    attempt < 10) {
+			fwd_release(&f);
+			continue;
+		}
+		break;
+	}
+	m = notify_next(&ns, &f);
+	cr_assert(has_line(m, "READY=1"), "first notification '%s', expected READY=1", m);
+	cr_assert(field(m, "STATUS") != NULL, "READY=1 without STATUS: '%s'", m);
+	echo_once(AF_INET, conf.lport[0], 31, 256 * KiB);
+
+	conf_write(&conf, two);
+	status = notify_reload(&ns, &f);
+	cr_assert(strstr(status, "reload failed") == NULL, "STATUS after a good reload: %s",
+		  status);
+	echo_once(AF_INET, conf.lport[1], 32, 256 * KiB);
+
+	conf_write(&conf, "rules = { web = { listen = ; }; };\n");
+	status = notify_reload(&ns, &f);
+	cr_assert(strstr(status, "reload failed") != NULL,
+		  "STATUS after a failed reload does not say so: '%s'", status);
+	echo_once(AF_INET, conf.lport[0], 33, 256 * KiB);
+	echo_once(AF_INET, conf.lport[1], 34, 256 * KiB);
+
+	sys_assert(kill(f.pid, SIGTERM) == 0, "kill SIGTERM");
+	m = notify_next(&ns, &f);
+	cr_assert(has_line(m, "STOPPING=1"), "after SIGTERM: '%s', expected STOPPING=1", m);
+	cr_assert_eq(sd_exit_status(&f), 0, "exit after SIGTERM; stderr:\n%s", fwd_stderr_tail(&f));
+	fwd_release(&f);
+	close(ns.fd);
+	srv_stop(&s);
+	conf_remove(&conf);
 }
