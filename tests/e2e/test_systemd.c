@@ -9,7 +9,8 @@
  * are checked by hash; that sockfwd used the passed socket rather than a
  * socket of its own is checked in /proc (one listening socket on the
  * address, the very one passed). sd_notify is read from an AF_UNIX
- * datagram socket named by NOTIFY_SOCKET.
+ * datagram socket named by NOTIFY_SOCKET. The unit files are checked with
+ * systemd-analyze verify (tests/systemd/verify-units.sh).
  */
 #include "harness.h"
 
@@ -826,4 +827,32 @@ ENGINE_TEST(systemd, notify_lifecycle, 60)
 	close(ns.fd);
 	srv_stop(&s);
 	conf_remove(&conf);
+}
+
+/* ---- the unit files ---- */
+
+/*
+ * dist/systemd/ passes systemd-analyze verify without a warning, and has
+ * what the issue asks of it (tests/systemd/verify-units.sh, which also
+ * shows that a broken unit does not pass).
+ */
+Test(systemd, units_verify, .timeout = 120)
+{
+	static char out[16384];
+	static char bin[4096];
+	struct sd_child c = { .nfds = 0 };
+	struct fwd f;
+	int st;
+
+	sys_assert(realpath(fwd_bin(), bin) != NULL, "sockfwd binary %s", fwd_bin());
+	c.argv[0] = "/bin/sh";
+	c.argv[1] = "tests/systemd/verify-units.sh";
+	c.argv[2] = bin;
+	c.argv[3] = "dist/systemd";
+	c.argv[4] = NULL;
+	sd_spawn(&f, &c);
+	st = sd_exit_status(&f);
+	fwd_stdout(&f, out, sizeof(out));
+	cr_assert_eq(st, 0, "verify-units.sh: exit %d\n%s\n%s", st, out, fwd_stderr_tail(&f));
+	fwd_release(&f);
 }
