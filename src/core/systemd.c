@@ -204,6 +204,8 @@ static int match_one(struct sf_gen *g, size_t i, char *err, size_t errlen)
 
 int sf_sd_match(struct sf_gen *g, char *err, size_t errlen)
 {
+	static int logged;
+	char abuf[SF_ADDRSTRLEN];
 	size_t i;
 	int rc = take_socks(err, errlen);
 
@@ -213,6 +215,12 @@ int sf_sd_match(struct sf_gen *g, char *err, size_t errlen)
 		if (m < 0)
 			return m;
 	}
+	/* Once, at start: which address came from systemd, for the operator. */
+	for (i = 0; rc > 0 && !logged && i < nsocks; i++)
+		sf_log_info("socket activation: socket '%s' on %s for rule '%s'", socks[i].name,
+			    fmt(&socks[i].addr, abuf, sizeof(abuf)),
+			    find_listener(g, &socks[i])->rule->name);
+	logged = 1;
 	return rc;
 }
 

@@ -196,22 +196,35 @@ static int sd_exit_status(struct fwd *f)
 
 /* ---- sockets made here ---- */
 
-/* A TCP socket of the test bound to 127.0.0.1:port; listening when backlog >= 0. */
-static int test_listener(int port, int backlog)
+/*
+ * A TCP socket of the test bound to the loopback address of family, port;
+ * listening when backlog >= 0.
+ */
+static int test_listener_af(int family, int port, int backlog)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc;
 
 	sys_assert(fd >= 0, "socket");
 	sys_assert(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0,
 		   "SO_REUSEADDR");
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sin.sin_port = htons((uint16_t)port);
-	sys_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0, "bind 127.0.0.1:%d", port);
+	if (family == AF_INET6) {
+		sin6.sin6_addr = in6addr_loopback;
+		sin6.sin6_port = htons((uint16_t)port);
+		rc = bind(fd, (struct sockaddr *)&sin6, sizeof(sin6));
+	} else {
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_port = htons((uint16_t)port);
+		rc = bind(fd, (struct sockaddr *)&sin, sizeof(sin));
+	}
+	sys_assert(rc == 0, "bind loopback port %d", port);
 	if (backlog >= 0)
 		sys_assert(listen(fd, backlog) == 0, "listen");
 	return fd;
 }
+
+static int test_listener(int port, int backlog) { return test_listener_af(AF_INET, port, backlog); }
 
 static unsigned long sock_inode(int fd)
 {
@@ -421,22 +434,24 @@ Test(systemd, activate_datagram_refused, .timeout = 30)
 
 /*
  * Sockets passed by name and by address next to one bound by sockfwd,
- * over reloads: a reload adding a rule keeps the passed sockets (the
- * same ones, still forwarding); a reload whose file no longer has a
- * listener for a passed socket fails, and the running rules keep
- * serving.
+ * over reloads (rule a has max_conns, which the uring engine accepts for
+ * after a poll rather than with a multishot accept): a reload adding a rule keeps the passed
+ * sockets (the same ones, still forwarding); a reload whose file no longer has a listener for a
+ * passed socket fails, and the running rules keep serving.
  */
 ENGINE_TEST(systemd, passed_and_reload, 90)
 {
 	static const char text[] =
 		"rules = {\n"
-		"  a = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		"  a = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\";\n"
+		"        max_conns = 100; };\n"
 		"  b = { listen = [ \"127.0.0.1:@L1\", \"127.0.0.1:@L2\" ];\n"
 		"        upstream = \"127.0.0.1:@U0\"; };\n"
 		"};\n";
 	static const char more[] =
 		"rules = {\n"
-		"  a = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		"  a = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\";\n"
+		"        max_conns = 100; };\n"
 		"  b = { listen = [ \"127.0.0.1:@L1\", \"127.0.0.1:@L2\" ];\n"
 		"        upstream = \"127.0.0.1:@U0\"; };\n"
 		"  c = { listen = \"127.0.0.1:@L3\"; upstream = \"127.0.0.1:@U0\"; };\n"
@@ -493,6 +508,53 @@ ENGINE_TEST(systemd, passed_and_reload, 90)
 	fwd_stop(&f);
 	srv_stop(&s);
 	conf_remove(&conf);
+}
+
+/*
+ * An IPv6 socket passed without a name is matched by address to an IPv6
+ * listener ([::1]:P) and forwards; a second one on 127.0.0.1:P, the same
+ * port in the other family, is another listener's.
+ */
+Test(systemd, passed_ipv6, .timeout = 60)
+{
+	struct sd_child c = { .nfds = 2 };
+	int p = pick_port(AF_INET6);
+	char l6[64], l4[64], up[64];
+	const char *args[] = { "-l", l6, "-l", l4, "-r", up, "-j", "2", NULL };
+	unsigned long ino6, ino4;
+	struct srv s;
+	struct fwd f;
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	snprintf(l6, sizeof(l6), "[::1]:%d", p);
+	snprintf(l4, sizeof(l4), "127.0.0.1:%d", p);
+	srv_addr(&s, up, sizeof(up));
+	sd_argv_sockfwd(&c, args);
+	c.fds[0] = test_listener_af(AF_INET6, p, 128);
+	c.fds[1] = test_listener_af(AF_INET, p, 128);
+	ino6 = sock_inode(c.fds[0]);
+	ino4 = sock_inode(c.fds[1]);
+	sd_spawn(&f, &c);
+	close(c.fds[0]);
+	close(c.fds[1]);
+	sd_wait_started(&f);
+	{
+		unsigned long got[16];
+		int n = proc_listen_inodes(f.pid, p, got, 16), seen6 = 0, seen4 = 0;
+
+		for (int i = 0; i < n && i < 16; i++) {
+			cr_assert(got[i] == ino6 || got[i] == ino4,
+				  "sockfwd listens on port %d through a socket of its own", p);
+			seen6 |= got[i] == ino6;
+			seen4 |= got[i] == ino4;
+		}
+		cr_assert(seen6 && seen4, "sockfwd does not hold both passed sockets on port %d",
+			  p);
+	}
+	echo_once(AF_INET6, p, 41, 256 * KiB);
+	echo_once(AF_INET, p, 42, 256 * KiB);
+	fwd_stop(&f);
+	srv_stop(&s);
 }
 
 /*
