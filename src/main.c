@@ -205,14 +205,15 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 		}
 		case SIGUSR1: /* a worker failed: see sf_worker_fail */
 			return 1;
-		case SF_SIG_DRAINED: /* late, from a drain that ended */
+		case SF_SIG_DRAINED: /* only meant for a drain: ignored */
 			break;
 		case SIGTERM:
 			/* The current generation's value: a reload may have changed it. */
-			if (m->gen->cfg.drain_timeout_ms > 0)
-				return sf_drain_run(&m->drain, m->workers, m->nworkers,
-						    m->gen->cfg.drain_timeout_ms, sigs);
-			return 0;
+			if (m->gen->cfg.drain_timeout_ms == 0)
+				return 0;
+			sf_sd_stopping(); /* at the start of the drain, not its end */
+			return sf_drain_run(&m->drain, m->workers, m->nworkers,
+					    m->gen->cfg.drain_timeout_ms, sigs);
 		default:
 			return 0;
 		}

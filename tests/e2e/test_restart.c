@@ -32,6 +32,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -43,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -450,4 +453,159 @@ Test(restart, reuseport_migrate, .timeout = 300)
 	r.start_old = reuseport_old;
 	r.start_new = reuseport_new;
 	restart_run(&r);
+}
+
+/* ---- (a) socket activation ---- */
+
+extern char **environ;
+
+#define SA_ENV 512
+
+/* The listening sockets of rules web and bulk, held here as systemd holds them. */
+static int sa_fds[2] = { -1, -1 };
+
+/* A listening socket on the loopback port, as a .socket unit makes it. */
+static int sa_listener(int port)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	sys_assert(fd >= 0, "socket");
+	sys_assert(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0,
+		   "SO_REUSEADDR");
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	sys_assert(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0, "bind port %d", port);
+	sys_assert(listen(fd, 4096) == 0, "listen");
+	return fd;
+}
+
+/* pid in decimal at buf (async-signal-safe, for the child after fork). */
+static void put_pid(char *buf, pid_t pid)
+{
+	char tmp[16];
+	int n = 0;
+
+	do
+		tmp[n++] = (char)('0' + pid % 10);
+	while ((pid /= 10) > 0 && n < 15);
+	while (n > 0)
+		*buf++ = tmp[--n];
+	*buf = '\0';
+}
+
+/* In the child between fork and exec: async-signal-safe calls only. */
+static void sa_child(const char *bin, char *const *argv, char **envp, char *pidvar, int devnull,
+		     int out, int err, pid_t parent)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int hi[2];
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(125);
+	/* Out of the way first: a passed descriptor may sit where another goes. */
+	for (int i = 0; i < 2; i++)
+		if ((hi[i] = fcntl(sa_fds[i], F_DUPFD, 100)) < 0)
+			_exit(125);
+	if (dup2(devnull, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+		_exit(125);
+	for (int i = 0; i < 2; i++)
+		if (dup2(hi[i], 3 + i) < 0)
+			_exit(125);
+	close_range(5, ~0u, 0);
+	put_pid(pidvar + strlen("LISTEN_PID="), getpid());
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(bin, argv, envp);
+	_exit(127);
+}
+
+/*
+ * Start sockfwd -c path [--drain-timeout 120s] with sa_fds passed as 3
+ * and 4, as systemd does: LISTEN_FDS=2, LISTEN_FDNAMES naming the rules,
+ * LISTEN_PID the child's own pid (set after the fork). stdout and stderr
+ * into memfds, as fwd_spawn does.
+ */
+static void sa_spawn(struct fwd *f, const char *path, int drain)
+{
+	static char pidvar[40], bin[4096];
+	static char *envp[SA_ENV];
+	const char *argv[] = { bin, "-c", path, drain ? "--drain-timeout" : NULL, "120s", NULL };
+	pid_t parent = getpid();
+	int devnull, n = 0;
+
+	sys_assert(realpath(fwd_bin(), bin) != NULL, "sockfwd binary %s", fwd_bin());
+	for (char **e = environ; *e != NULL && n < SA_ENV - 4; e++)
+		if (strncmp(*e, "LISTEN_", 7) != 0 && strncmp(*e, "NOTIFY_SOCKET=", 14) != 0)
+			envp[n++] = *e;
+	envp[n++] = "LISTEN_FDS=2";
+	envp[n++] = "LISTEN_FDNAMES=web:bulk";
+	snprintf(pidvar, sizeof(pidvar), "LISTEN_PID=%*s", 12, "");
+	envp[n++] = pidvar;
+	envp[n] = NULL;
+
+	memset(f, 0, sizeof(*f));
+	f->family = AF_INET;
+	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
+	sys_assert(f->out_fd >= 0, "memfd_create");
+	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
+	sys_assert(f->err_fd >= 0, "memfd_create");
+	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	sys_assert(devnull >= 0, "open /dev/null");
+	f->pid = fork();
+	sys_assert(f->pid >= 0, "fork");
+	if (f->pid == 0)
+		sa_child(bin, (char *const *)argv, envp, pidvar, devnull, f->out_fd, f->err_fd,
+			 parent);
+	close(devnull);
+}
+
+/* Started, on the passed sockets (each named for its rule), not sockets of its own. */
+static void sa_started(struct fwd *f, const char *who)
+{
+	log_expect(f, who, "socket activation: socket 'web'", "for rule 'web'");
+	log_expect(f, who, "socket activation: socket 'bulk'", "for rule 'bulk'");
+	log_expect(f, who, "listening on", NULL);
+}
+
+static void activated_old(struct restart *r)
+{
+	conf_write(&r->c, conf_text);
+	for (int i = 0; i < 2; i++)
+		sa_fds[i] = sa_listener(r->c.lport[i]);
+	sa_spawn(&r->old, r->c.path, 1);
+	r->old.port = r->c.lport[0];
+	sa_started(&r->old, "old");
+}
+
+/* The same sockets to a second process, as a second service with Sockets= gets them. */
+static void activated_new(struct restart *r)
+{
+	sa_spawn(&r->new, r->c.path, 0);
+	r->new.port = r->c.lport[0];
+	sa_started(&r->new, "new");
+}
+
+/*
+ * Both processes accept from the one queue of each socket, which the
+ * test holds throughout: no migration is involved, and the old process
+ * closing its descriptors closes no socket.
+ */
+Test(restart, socket_activation, .timeout = 300)
+{
+	static struct restart r;
+
+	r.start_old = activated_old;
+	r.start_new = activated_new;
+	restart_run(&r);
+	for (int i = 0; i < 2; i++)
+		close(sa_fds[i]);
 }
