@@ -265,6 +265,42 @@ ENGINE_TEST(drain, fast_stop_resets, 60) { fast_stop(engine, SIGTERM, NULL); }
 
 ENGINE_TEST(drain, sigint_is_fast, 60) { fast_stop(engine, SIGINT, "60s"); }
 
+/*
+ * A rule with max_conns (which the uring engine accepts through a poll
+ * rather than a multishot accept) drains the same way: the listener is
+ * closed, the open connection finishes, exit 0.
+ */
+ENGINE_TEST(drain, max_conns_rule, 60)
+{
+	struct fwd_opts o = { .engine = engine, .threads = 2, .no_probe = 1 };
+	char remote[64];
+	uint64_t h;
+	struct srv s;
+	struct fwd f;
+	int fd;
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	o.remote = srv_addr(&s, remote, sizeof(remote));
+	o.extra[0] = "--drain-timeout";
+	o.extra[1] = "60s";
+	o.extra[2] = "--max-conns";
+	o.extra[3] = "10";
+	fwd_start(&f, &o);
+	fd = tcp_connect(AF_INET, f.port);
+	echo_roundtrip(fd, 13, 1000);
+	sys_assert(kill(f.pid, SIGTERM) == 0, "kill SIGTERM");
+	log_expect(&f, LOG_START, "1 connection open");
+	expect_refused(&f);
+	echo_roundtrip(fd, 14, 1000);
+	sys_assert(shutdown(fd, SHUT_WR) == 0, "shutdown");
+	cr_assert_eq(recv_to_eof(fd, &h, 0), 0, "bytes after the echo");
+	close(fd);
+	expect_exit0(&f, "the drained connection ended");
+	log_expect(&f, LOG_DONE, "1 connection finished, 0 reset");
+	fwd_release(&f);
+	srv_stop(&s);
+}
+
 /* With nothing open, the drain ends at once: exit 0 long before its timeout. */
 ENGINE_TEST(drain, idle_exits_at_once, 60)
 {
