@@ -274,4 +274,11 @@ void sf_sd_reloading(void)
 				 (unsigned long long)ts.tv_nsec / 1000);
 }
 
-void sf_sd_stopping(void) { (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping"); }
+/* Once: a drain sends it at its start, and the stop that follows again. */
+void sf_sd_stopping(void)
+{
+	static int sent;
+
+	if (sent++ == 0)
+		(void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+}
