@@ -41,7 +41,8 @@ void sf_sd_close(void);
 /*
  * sd_notify: READY=1 with a STATUS= describing g (reload_failed: the
  * last reload failed and g is the generation kept); RELOADING=1 with
- * MONOTONIC_USEC=; STOPPING=1. Without NOTIFY_SOCKET, nothing.
+ * MONOTONIC_USEC=; STOPPING=1 (once, however often called). Without
+ * NOTIFY_SOCKET, nothing.
  */
 void sf_sd_ready(const struct sf_gen *g, int reload_failed);
 void sf_sd_reloading(void);

@@ -114,22 +114,25 @@ static int take_socks(char *err, size_t errlen)
 	if (n == 0)
 		return 0;
 	socks = calloc((size_t)n, sizeof(*socks));
-	if (socks == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (socks == NULL)
 		rc = -ENOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		int fd = SD_LISTEN_FDS_START + i;
+	for (i = 0; i < n && rc == 0; i++) {
+		struct sd_sock *s = &socks[i];
 
-		if (rc == 0) {
-			socks[i].fd = fd;
-			socks[i].name = names[i];
-			names[i] = NULL;
-			nsocks++;
-			rc = check_sock(fd, &socks[i], err, errlen);
+		s->fd = SD_LISTEN_FDS_START + i;
+		/* libsystemd names every socket, "unknown" by default. */
+		s->name = strdup(names != NULL && names[i] != NULL ? names[i] : "unknown");
+		if (s->name == NULL) {
+			rc = -ENOMEM;
+			break;
 		}
-		free(names[i]);
+		nsocks++;
+		rc = check_sock(s->fd, s, err, errlen);
 	}
+	if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	for (i = 0; names != NULL && i < n; i++)
+		free(names[i]);
 	free(names);
 	return rc < 0 ? rc : n;
 }
@@ -271,4 +274,11 @@ void sf_sd_reloading(void)
 				 (unsigned long long)ts.tv_nsec / 1000);
 }
 
-void sf_sd_stopping(void) { (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping"); }
+/* Once: a drain sends it at its start, and the stop that follows again. */
+void sf_sd_stopping(void)
+{
+	static int sent;
+
+	if (sent++ == 0)
+		(void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+}

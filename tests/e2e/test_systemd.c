@@ -826,7 +826,8 @@ static const char *notify_reload(struct notify *ns, struct fwd *f)
  * READY=1 around a SIGHUP, after which the added rule accepts at once;
  * the same around a SIGHUP with an invalid file (READY=1 again: the old
  * rules keep serving, and STATUS says the reload failed); STOPPING=1 at
- * SIGTERM, then exit 0.
+ * SIGTERM (with --drain-timeout: at the start of the drain, and only
+ * once), then exit 0.
  */
 ENGINE_TEST(systemd, notify_lifecycle, 60)
 {
@@ -838,7 +839,7 @@ ENGINE_TEST(systemd, notify_lifecycle, 60)
 		"  api = { listen = \"127.0.0.1:@L1\"; upstream = \"127.0.0.1:@U0\"; };\n"
 		"};\n";
 	struct fwd_conf conf = { .engine = engine, .nlisten = 2 };
-	const char *args[] = { "-c", NULL, "-b", engine, "-j", "2", NULL };
+	const char *args[] = { "-c", NULL, "-b", engine, "-j", "2", "--drain-timeout", "5s", NULL };
 	struct sd_child c = { .nfds = 0 };
 	struct notify ns;
 	const char *m, *status;
@@ -885,6 +886,14 @@ ENGINE_TEST(systemd, notify_lifecycle, 60)
 	m = notify_next(&ns, &f);
 	cr_assert(has_line(m, "STOPPING=1"), "after SIGTERM: '%s', expected STOPPING=1", m);
 	cr_assert_eq(sd_exit_status(&f), 0, "exit after SIGTERM; stderr:\n%s", fwd_stderr_tail(&f));
+	{
+		char extra[512];
+		ssize_t r = recv(ns.fd, extra, sizeof(extra) - 1, MSG_DONTWAIT);
+
+		if (r >= 0)
+			extra[r] = '\0';
+		cr_assert(r < 0, "a notification after STOPPING=1: '%s'", r >= 0 ? extra : "");
+	}
 	fwd_release(&f);
 	close(ns.fd);
 	srv_stop(&s);
