@@ -117,6 +117,7 @@ static void reload(struct sf_main *m)
 	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
 		sf_log_warnx("reload: engine and threads changes take effect at restart");
 	sf_log_setlevel(cfg.loglevel);
+	sf_log_setformat(cfg.log_format);
 	rc = sf_gen_build(&cfg, m->nworkers, &g, err, sizeof(err));
 	sf_config_free(&cfg);
 	if (rc < 0) {
@@ -155,6 +156,25 @@ static int join_until(struct sf_worker *w, const struct timespec *deadline)
 	return -1;
 }
 
+/* The stats line: text for the bench and people, fields in JSON. */
+static void log_stats(const struct sf_worker_stats *t)
+{
+	const struct sf_log_kv kv[] = {
+		SF_KV_U("accepted", t->accepted),      SF_KV_U("closed", t->closed),
+		SF_KV_U("resets", t->resets),	       SF_KV_U("bytes_c2u", t->bytes[0]),
+		SF_KV_U("bytes_u2c", t->bytes[1]),     SF_KV_U("spliced_c2u", t->spliced[0]),
+		SF_KV_U("spliced_u2c", t->spliced[1]),
+	};
+
+	sf_log_event(SF_LOG_NORMAL, "stats", kv, sizeof(kv) / sizeof(kv[0]),
+		     "stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
+		     "spliced=%llu/%llu",
+		     (unsigned long long)t->accepted, (unsigned long long)t->closed,
+		     (unsigned long long)t->resets, (unsigned long long)t->bytes[0],
+		     (unsigned long long)t->bytes[1], (unsigned long long)t->spliced[0],
+		     (unsigned long long)t->spliced[1]);
+}
+
 /*
  * One line with the totals of every worker, at exit: what the bench reads
  * to know how much really went through splice.
@@ -173,12 +193,7 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 		t.spliced[0] += SF_ATOMIC_GET(ws[i].stats.spliced[0]);
 		t.spliced[1] += SF_ATOMIC_GET(ws[i].stats.spliced[1]);
 	}
-	sf_log_info("stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
-		    "spliced=%llu/%llu",
-		    (unsigned long long)t.accepted, (unsigned long long)t.closed,
-		    (unsigned long long)t.resets, (unsigned long long)t.bytes[0],
-		    (unsigned long long)t.bytes[1], (unsigned long long)t.spliced[0],
-		    (unsigned long long)t.spliced[1]);
+	log_stats(&t);
 }
 
 /* Take signals until a stop; returns the exit status. */
@@ -211,6 +226,7 @@ int main(int argc, char **argv)
 	unsigned i, started = 0;
 	int rc, status = 0, stuck = 0;
 
+	sf_log_init();
 	m.argc = argc;
 	m.argv = argv;
 	memset(&cfg, 0, sizeof(cfg));
@@ -226,6 +242,7 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
 	sf_log_setlevel(cfg.loglevel);
+	sf_log_setformat(cfg.log_format);
 	m.engine = cfg.engine;
 	m.nworkers = cfg.threads;
 	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
