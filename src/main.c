@@ -15,6 +15,7 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
+#include "sockfwd/priv.h"
 #include "sockfwd/rule.h"
 #include "sockfwd/worker.h"
 
@@ -28,7 +29,9 @@ struct sf_main {
 	const struct sf_engine *engine;
 	unsigned nworkers;
 	struct sf_worker *workers;
-	struct sf_gen *gen; /* the current generation (main's reference) */
+	struct sf_gen *gen;  /* the current generation (main's reference) */
+	struct sf_priv priv; /* --user, resolved */
+	int drop;	     /* become priv once listening */
 };
 
 /* Raise the soft descriptor limit to the hard one: forwarding is fds. */
@@ -116,6 +119,8 @@ static void reload(struct sf_main *m)
 	}
 	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
 		sf_log_warnx("reload: engine and threads changes take effect at restart");
+	if (strcmp(cfg.user, m->gen->cfg.user) != 0)
+		sf_log_warnx("reload: a user change takes effect at restart");
 	sf_log_setlevel(cfg.loglevel);
 	sf_log_setformat(cfg.log_format);
 	rc = sf_gen_build(&cfg, m->nworkers, &g, err, sizeof(err));
@@ -196,6 +201,58 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 	log_stats(&t);
 }
 
+/*
+ * --user: look the names up now, before anything listens; an unknown user
+ * or group is a usage error. Unless only checking (-t), make sure the
+ * switch will be allowed, and set PR_SET_NO_NEW_PRIVS while no thread
+ * exists yet: it is per thread, so every thread, started before the drop
+ * or after, carries it.
+ */
+static void priv_prepare(struct sf_main *m, const struct sf_config *cfg)
+{
+	char err[1024];
+	int rc;
+
+	if (cfg->user[0] == '\0')
+		return;
+	rc = sf_priv_resolve(cfg->user, &m->priv, err, sizeof(err));
+	if (rc < 0)
+		sf_fatalx(rc == -ENOENT || rc == -EINVAL ? EXIT_USAGE : 1, "%s", err);
+	if (cfg->check)
+		return;
+	if (sf_priv_check(&m->priv, err, sizeof(err)) < 0)
+		sf_fatalx(1, "%s", err);
+	if ((rc = sf_priv_nnp()) < 0) {
+		errno = -rc;
+		sf_fatal(1, "PR_SET_NO_NEW_PRIVS");
+	}
+	m->drop = 1;
+}
+
+/*
+ * --user: become the user once every socket is open and before the
+ * workers start; any failed step ends the process (exit 1).
+ */
+static void priv_drop(struct sf_main *m)
+{
+	char err[1024];
+	int rc;
+
+	if (!m->drop)
+		return;
+	if ((rc = sf_priv_drop(&m->priv, err, sizeof(err))) < 0)
+		sf_fatalx(1, "%s", err);
+	if (rc > 0)
+		sf_log_info("already running as uid %u gid %u: nothing to drop, groups and "
+			    "capabilities left as they are",
+			    (unsigned)m->priv.uid, (unsigned)m->priv.gid);
+	else
+		sf_log_info("privileges dropped: uid %u%s%s%s gid %u, %d supplementary group%s",
+			    (unsigned)m->priv.uid, m->priv.name[0] ? " (" : "", m->priv.name,
+			    m->priv.name[0] ? ")," : ",", (unsigned)m->priv.gid, m->priv.ngroups,
+			    m->priv.ngroups == 1 ? "" : "s");
+}
+
 /* Take signals until a stop; returns the exit status. */
 static int serve(struct sf_main *m, sigset_t *sigs)
 {
@@ -243,6 +300,7 @@ int main(int argc, char **argv)
 		sf_fatalx(EXIT_USAGE, "%s", err);
 	sf_log_setlevel(cfg.loglevel);
 	sf_log_setformat(cfg.log_format);
+	priv_prepare(&m, &cfg);
 	m.engine = cfg.engine;
 	m.nworkers = cfg.threads;
 	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
@@ -280,6 +338,12 @@ int main(int argc, char **argv)
 			sf_fatal(1, "worker %u", i);
 		}
 	}
+	/*
+	 * Every listener is open and every worker's ring or pipe set up: drop
+	 * root now, before any worker runs. The metrics socket (and its
+	 * thread) must be opened before this line too.
+	 */
+	priv_drop(&m);
 	for (i = 0; i < m.nworkers; i++, started++) {
 		rc = sf_worker_start(&m.workers[i]);
 		if (rc < 0) {
