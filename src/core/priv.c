@@ -204,7 +204,7 @@ int sf_priv_resolve(const char *spec, struct sf_priv *p, char *err, size_t errle
 	return 0;
 }
 
-/* The effective capability set's first 32 bits (CAP_SETUID, CAP_SETGID are there). */
+/* The effective set's low 32 bits (CAP_SETUID, CAP_SETGID) and the whole permitted set. */
 static int cap_effective(uint32_t *eff, uint32_t *perm)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
