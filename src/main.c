@@ -339,9 +339,9 @@ int main(int argc, char **argv)
 		}
 	}
 	/*
-	 * Every listener is open and every worker's ring or pipe set up: drop
-	 * root now, before any worker runs. The metrics socket (and its
-	 * thread) must be opened before this line too.
+	 * Every listener is open: drop root now, before any worker runs (the
+	 * workers set up their rings and pipes as the user). The metrics
+	 * socket must be opened before this line too.
 	 */
 	priv_drop(&m);
 	for (i = 0; i < m.nworkers; i++, started++) {
