@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include "sockfwd/config.h"
+#include "sockfwd/drain.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
 #include "sockfwd/priv.h"
 #include "sockfwd/rule.h"
+#include "sockfwd/systemd.h"
 #include "sockfwd/worker.h"
 
 enum { EXIT_USAGE = 2 };
@@ -29,7 +31,8 @@ struct sf_main {
 	const struct sf_engine *engine;
 	unsigned nworkers;
 	struct sf_worker *workers;
-	struct sf_gen *gen;  /* the current generation (main's reference) */
+	struct sf_gen *gen; /* the current generation (main's reference) */
+	struct sf_drain drain;
 	struct sf_priv priv; /* --user, resolved */
 	int drop;	     /* become priv once listening */
 };
@@ -129,7 +132,8 @@ static void reload(struct sf_main *m)
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		return;
 	}
-	if ((rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
+	if ((rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
+	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_gen_unref(g);
 		return;
@@ -262,11 +266,26 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 		if (sigwait(sigs, &sig) != 0)
 			return 0;
 		switch (sig) {
-		case SIGHUP:
+		case SIGHUP: {
+			const struct sf_gen *old = m->gen;
+
+			sf_sd_reloading();
 			reload(m);
+			/* A failed reload keeps the old generation: READY=1 all the same. */
+			sf_sd_ready(m->gen, m->gen == old);
 			break;
+		}
 		case SIGUSR1: /* a worker failed: see sf_worker_fail */
 			return 1;
+		case SF_SIG_DRAINED: /* only meant for a drain: ignored */
+			break;
+		case SIGTERM:
+			/* The current generation's value: a reload may have changed it. */
+			if (m->gen->cfg.drain_timeout_ms == 0)
+				return 0;
+			sf_sd_stopping(); /* at the start of the drain, not its end */
+			return sf_drain_run(&m->drain, m->workers, m->nworkers,
+					    m->gen->cfg.drain_timeout_ms, sigs);
 		default:
 			return 0;
 		}
@@ -316,6 +335,9 @@ int main(int argc, char **argv)
 	/* SIGPIPE never kills a forwarder; sends use MSG_NOSIGNAL as well. */
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	/* Sockets passed by systemd are matched before anything is bound. */
+	if (sf_sd_match(m.gen, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
 	/* Nothing listens until the whole configuration is valid. */
 	if (sf_gen_listen(m.gen, NULL, err, sizeof(err)) < 0)
 		sf_fatalx(1, "%s", err);
@@ -325,6 +347,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SF_SIG_DRAINED);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	m.workers = calloc(m.nworkers, sizeof(*m.workers));
@@ -355,8 +378,10 @@ int main(int argc, char **argv)
 	}
 	if (status == 0) {
 		log_rules(&m, m.gen);
+		sf_sd_ready(m.gen, 0);
 		status = serve(&m, &sigs);
 	}
+	sf_sd_stopping();
 
 	/* Stop accepting, reset what is open, and be gone within a second. */
 	for (i = 0; i < started; i++)
@@ -370,6 +395,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < started; i++)
 		stuck |= join_until(&m.workers[i], &deadline);
 	/* After the joins, so connections closed by the stop count too. */
+	sf_drain_report(&m.drain, m.workers, started);
 	log_totals(m.workers, started);
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)
@@ -378,5 +404,6 @@ int main(int argc, char **argv)
 		sf_worker_destroy(&m.workers[i]);
 	free(m.workers);
 	sf_gen_unref(m.gen);
+	sf_sd_close();
 	return status;
 }
