@@ -16,6 +16,7 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
+#include "sockfwd/priv.h"
 #include "sockfwd/rule.h"
 #include "sockfwd/systemd.h"
 #include "sockfwd/worker.h"
@@ -32,6 +33,8 @@ struct sf_main {
 	struct sf_worker *workers;
 	struct sf_gen *gen; /* the current generation (main's reference) */
 	struct sf_drain drain;
+	struct sf_priv priv; /* --user, resolved */
+	int drop;	     /* become priv once listening */
 };
 
 /* Raise the soft descriptor limit to the hard one: forwarding is fds. */
@@ -119,7 +122,10 @@ static void reload(struct sf_main *m)
 	}
 	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
 		sf_log_warnx("reload: engine and threads changes take effect at restart");
+	if (strcmp(cfg.user, m->gen->cfg.user) != 0)
+		sf_log_warnx("reload: a user change takes effect at restart");
 	sf_log_setlevel(cfg.loglevel);
+	sf_log_setformat(cfg.log_format);
 	rc = sf_gen_build(&cfg, m->nworkers, &g, err, sizeof(err));
 	sf_config_free(&cfg);
 	if (rc < 0) {
@@ -159,6 +165,25 @@ static int join_until(struct sf_worker *w, const struct timespec *deadline)
 	return -1;
 }
 
+/* The stats line: text for the bench and people, fields in JSON. */
+static void log_stats(const struct sf_worker_stats *t)
+{
+	const struct sf_log_kv kv[] = {
+		SF_KV_U("accepted", t->accepted),      SF_KV_U("closed", t->closed),
+		SF_KV_U("resets", t->resets),	       SF_KV_U("bytes_c2u", t->bytes[0]),
+		SF_KV_U("bytes_u2c", t->bytes[1]),     SF_KV_U("spliced_c2u", t->spliced[0]),
+		SF_KV_U("spliced_u2c", t->spliced[1]),
+	};
+
+	sf_log_event(SF_LOG_NORMAL, "stats", kv, sizeof(kv) / sizeof(kv[0]),
+		     "stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
+		     "spliced=%llu/%llu",
+		     (unsigned long long)t->accepted, (unsigned long long)t->closed,
+		     (unsigned long long)t->resets, (unsigned long long)t->bytes[0],
+		     (unsigned long long)t->bytes[1], (unsigned long long)t->spliced[0],
+		     (unsigned long long)t->spliced[1]);
+}
+
 /*
  * One line with the totals of every worker, at exit: what the bench reads
  * to know how much really went through splice.
@@ -177,12 +202,59 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 		t.spliced[0] += SF_ATOMIC_GET(ws[i].stats.spliced[0]);
 		t.spliced[1] += SF_ATOMIC_GET(ws[i].stats.spliced[1]);
 	}
-	sf_log_info("stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
-		    "spliced=%llu/%llu",
-		    (unsigned long long)t.accepted, (unsigned long long)t.closed,
-		    (unsigned long long)t.resets, (unsigned long long)t.bytes[0],
-		    (unsigned long long)t.bytes[1], (unsigned long long)t.spliced[0],
-		    (unsigned long long)t.spliced[1]);
+	log_stats(&t);
+}
+
+/*
+ * --user: look the names up now, before anything listens; an unknown user
+ * or group is a usage error. Unless only checking (-t), make sure the
+ * switch will be allowed, and set PR_SET_NO_NEW_PRIVS while no thread
+ * exists yet: it is per thread, so every thread, started before the drop
+ * or after, carries it.
+ */
+static void priv_prepare(struct sf_main *m, const struct sf_config *cfg)
+{
+	char err[1024];
+	int rc;
+
+	if (cfg->user[0] == '\0')
+		return;
+	rc = sf_priv_resolve(cfg->user, &m->priv, err, sizeof(err));
+	if (rc < 0)
+		sf_fatalx(rc == -ENOENT || rc == -EINVAL ? EXIT_USAGE : 1, "%s", err);
+	if (cfg->check)
+		return;
+	if (sf_priv_check(&m->priv, err, sizeof(err)) < 0)
+		sf_fatalx(1, "%s", err);
+	if ((rc = sf_priv_nnp()) < 0) {
+		errno = -rc;
+		sf_fatal(1, "PR_SET_NO_NEW_PRIVS");
+	}
+	m->drop = 1;
+}
+
+/*
+ * --user: become the user once every socket is open and before the
+ * workers start; any failed step ends the process (exit 1).
+ */
+static void priv_drop(struct sf_main *m)
+{
+	char err[1024];
+	int rc;
+
+	if (!m->drop)
+		return;
+	if ((rc = sf_priv_drop(&m->priv, err, sizeof(err))) < 0)
+		sf_fatalx(1, "%s", err);
+	if (rc > 0)
+		sf_log_info("already running as uid %u gid %u: nothing to drop, groups and "
+			    "capabilities left as they are",
+			    (unsigned)m->priv.uid, (unsigned)m->priv.gid);
+	else
+		sf_log_info("privileges dropped: uid %u%s%s%s gid %u, %d supplementary group%s",
+			    (unsigned)m->priv.uid, m->priv.name[0] ? " (" : "", m->priv.name,
+			    m->priv.name[0] ? ")," : ",", (unsigned)m->priv.gid, m->priv.ngroups,
+			    m->priv.ngroups == 1 ? "" : "s");
 }
 
 /* Take signals until a stop; returns the exit status. */
@@ -230,6 +302,7 @@ int main(int argc, char **argv)
 	unsigned i, started = 0;
 	int rc, status = 0, stuck = 0;
 
+	sf_log_init();
 	m.argc = argc;
 	m.argv = argv;
 	memset(&cfg, 0, sizeof(cfg));
@@ -245,6 +318,8 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
 	sf_log_setlevel(cfg.loglevel);
+	sf_log_setformat(cfg.log_format);
+	priv_prepare(&m, &cfg);
 	m.engine = cfg.engine;
 	m.nworkers = cfg.threads;
 	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
@@ -286,6 +361,12 @@ int main(int argc, char **argv)
 			sf_fatal(1, "worker %u", i);
 		}
 	}
+	/*
+	 * Every listener is open: drop root now, before any worker runs (the
+	 * workers set up their rings and pipes as the user). The metrics
+	 * socket must be opened before this line too.
+	 */
+	priv_drop(&m);
 	for (i = 0; i < m.nworkers; i++, started++) {
 		rc = sf_worker_start(&m.workers[i]);
 		if (rc < 0) {

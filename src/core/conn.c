@@ -281,10 +281,14 @@ int sf_conn_shut(struct sf_conn *c, int d)
 	       (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C));
 }
 
-/* The -v close line. */
+/*
+ * The -v close line. Text keeps the line operators know; JSON gets the
+ * same facts as fields (docs/operations.md lists them).
+ */
 static void log_close(const struct sf_conn *c, int reason, int side, int err, int reset)
 {
 	char cbuf[SF_ADDRSTRLEN], ubuf[SF_ADDRSTRLEN], detail[160] = "";
+	const char *sidename = side == SF_CLIENT ? "client" : side == SF_UPSTREAM ? "upstream" : "";
 	uint64_t dur = sf_now_ms() - c->start_ms;
 
 	if (c->up >= 0) {
@@ -302,18 +306,33 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	else
 		strcpy(cbuf, "-");
 	if (side >= 0 || err != 0)
-		snprintf(detail, sizeof(detail), " (%s%s%s)",
-			 side == SF_CLIENT     ? "client"
-			 : side == SF_UPSTREAM ? "upstream"
-					       : "",
+		snprintf(detail, sizeof(detail), " (%s%s%s)", sidename,
 			 side >= 0 && err ? ": " : "", err ? strerror(-err) : "");
-	sf_log_verbose("close %s -> %s rule=%s c2u=%llu u2c=%llu spliced=%llu/%llu "
-		       "time=%llu.%03llus %s=%s%s",
-		       cbuf, ubuf, c->rule->name, (unsigned long long)c->bytes[0],
-		       (unsigned long long)c->bytes[1], (unsigned long long)c->spliced[0],
-		       (unsigned long long)c->spliced[1], (unsigned long long)(dur / 1000u),
-		       (unsigned long long)(dur % 1000u), reset ? "reset" : "reason",
-		       sf_reason_name(reason), detail);
+	{
+		const struct sf_log_kv kv[] = {
+			SF_KV_S("rule", c->rule->name),
+			SF_KV_S("client", c->peer.len > 0 ? cbuf : NULL),
+			SF_KV_S("upstream", c->up >= 0 ? ubuf : NULL),
+			SF_KV_U("bytes_c2u", c->bytes[0]),
+			SF_KV_U("bytes_u2c", c->bytes[1]),
+			SF_KV_U("spliced_c2u", c->spliced[0]),
+			SF_KV_U("spliced_u2c", c->spliced[1]),
+			SF_KV_U("duration_ms", dur),
+			SF_KV_S("reason", sf_reason_name(reason)),
+			SF_KV_B("reset", reset),
+			SF_KV_S("side", side >= 0 ? sidename : NULL),
+			SF_KV_S("error", err ? strerror(-err) : NULL),
+		};
+
+		sf_log_event(SF_LOG_VERBOSE, "close", kv, sizeof(kv) / sizeof(kv[0]),
+			     "close %s -> %s rule=%s c2u=%llu u2c=%llu spliced=%llu/%llu "
+			     "time=%llu.%03llus %s=%s%s",
+			     cbuf, ubuf, c->rule->name, (unsigned long long)c->bytes[0],
+			     (unsigned long long)c->bytes[1], (unsigned long long)c->spliced[0],
+			     (unsigned long long)c->spliced[1], (unsigned long long)(dur / 1000u),
+			     (unsigned long long)(dur % 1000u), reset ? "reset" : "reason",
+			     sf_reason_name(reason), detail);
+	}
 }
 
 /* Fold the connection into its worker's and rule's counters, log, let go. */
