@@ -45,7 +45,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
 
-.PHONY: deps-build all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -83,13 +83,18 @@ TEST_JOBS ?= 2
 E2E_JOBS  ?= 1
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man
 
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 test-e2e: $(B)/sockfwd $(B)/test_e2e
 	SOCKFWD_BIN=$(B)/sockfwd $(B)/test_e2e --jobs $(E2E_JOBS) $(TEST_ARGS)
+
+# The manual pages: mandoc lint clean, every option of -h in sockfwd(1),
+# every key of the config loader in sockfwd.conf(5), examples that load.
+check-man: $(B)/sockfwd
+	tools/check-man.sh $(B)/sockfwd
 
 # Sanitizers: a separate tree so normal objects are never mixed in.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
