@@ -5,6 +5,12 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Where `make install` puts things (docs/operations.md, "Installing").
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/sockfwd
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
 CC      ?= cc
 URING   ?= 0
 WERROR  ?= 0
@@ -129,12 +135,33 @@ bench: deps-bench $(B)/sockfwd $(B)/sfload
 bench-full: deps-bench $(B)/sockfwd $(B)/sfload
 	python3 bench/run.py --full --sockfwd $(B)/sockfwd --sfload $(B)/sfload $(BENCH_ARGS)
 
-install: $(B)/sockfwd
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(B)/sockfwd $(DESTDIR)$(PREFIX)/bin/sockfwd
+# install: the binary, the manual pages, the example config, the systemd
+# units of dist/systemd (their /usr/bin/sockfwd pointed at $(BINDIR)) and
+# an empty $(SYSCONFDIR)/sockfwd for the units' NAME.conf files.
+UNITS    := $(wildcard dist/systemd/*.service dist/systemd/*.socket)
 
+install: $(B)/sockfwd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/sockfwd
+	install -m 0755 $(B)/sockfwd $(DESTDIR)$(BINDIR)/sockfwd
+	install -m 0644 man/sockfwd.1 $(DESTDIR)$(MANDIR)/man1/sockfwd.1
+	install -m 0644 man/sockfwd.conf.5 $(DESTDIR)$(MANDIR)/man5/sockfwd.conf.5
+	install -m 0644 docs/examples/sockfwd.conf $(DESTDIR)$(DOCDIR)/examples/sockfwd.conf
+ifneq ($(UNITS),)
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/sockfwd|$(BINDIR)/sockfwd|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		mv -f $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+endif
+
+# uninstall: what install put there; directories only when left empty.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/sockfwd
+	rm -f $(DESTDIR)$(BINDIR)/sockfwd $(DESTDIR)$(MANDIR)/man1/sockfwd.1 \
+		$(DESTDIR)$(MANDIR)/man5/sockfwd.conf.5 $(DESTDIR)$(DOCDIR)/examples/sockfwd.conf \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/sockfwd 2>/dev/null
 
 format:
 	clang-format -i $(FORMAT_SRC)
