@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
 
-.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -162,6 +162,12 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man5/sockfwd.conf.5 $(DESTDIR)$(DOCDIR)/examples/sockfwd.conf \
 		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
 	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/sockfwd 2>/dev/null
+
+# deb: a Debian package in $(B)/deb/ (debian/, tools/build-deb.sh);
+# tools/check-deb.sh checks its contents.
+deb:
+	@tools/install-deps.sh --check deb >/dev/null 2>&1 || tools/install-deps.sh deb
+	tools/build-deb.sh $(B)/deb
 
 format:
 	clang-format -i $(FORMAT_SRC)
