@@ -16,6 +16,7 @@
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
 #include "sockfwd/rule.h"
+#include "sockfwd/systemd.h"
 #include "sockfwd/worker.h"
 
 enum { EXIT_USAGE = 2 };
@@ -123,7 +124,8 @@ static void reload(struct sf_main *m)
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		return;
 	}
-	if ((rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
+	if ((rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
+	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_gen_unref(g);
 		return;
@@ -190,9 +192,15 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 		if (sigwait(sigs, &sig) != 0)
 			return 0;
 		switch (sig) {
-		case SIGHUP:
+		case SIGHUP: {
+			const struct sf_gen *old = m->gen;
+
+			sf_sd_reloading();
 			reload(m);
+			/* A failed reload keeps the old generation: READY=1 all the same. */
+			sf_sd_ready(m->gen, m->gen == old);
 			break;
+		}
 		case SIGUSR1: /* a worker failed: see sf_worker_fail */
 			return 1;
 		default:
@@ -241,6 +249,9 @@ int main(int argc, char **argv)
 	/* SIGPIPE never kills a forwarder; sends use MSG_NOSIGNAL as well. */
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	/* Sockets passed by systemd are matched before anything is bound. */
+	if (sf_sd_match(m.gen, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
 	/* Nothing listens until the whole configuration is valid. */
 	if (sf_gen_listen(m.gen, NULL, err, sizeof(err)) < 0)
 		sf_fatalx(1, "%s", err);
@@ -274,8 +285,10 @@ int main(int argc, char **argv)
 	}
 	if (status == 0) {
 		log_rules(&m, m.gen);
+		sf_sd_ready(m.gen, 0);
 		status = serve(&m, &sigs);
 	}
+	sf_sd_stopping();
 
 	/* Stop accepting, reset what is open, and be gone within a second. */
 	for (i = 0; i < started; i++)
@@ -297,5 +310,6 @@ int main(int argc, char **argv)
 		sf_worker_destroy(&m.workers[i]);
 	free(m.workers);
 	sf_gen_unref(m.gen);
+	sf_sd_close();
 	return status;
 }

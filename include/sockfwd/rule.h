@@ -96,7 +96,7 @@ struct sf_listener {
 	struct sf_gen *gen;
 	unsigned index; /* position in its listen port range */
 	int line;
-	struct sf_lsock *socks; /* one per worker */
+	struct sf_lsock *socks; /* one per worker (dups of one passed by systemd) */
 };
 
 struct sf_gen {
@@ -121,7 +121,9 @@ int sf_gen_build(struct sf_config *cfg, unsigned nworkers, struct sf_gen **out, 
 
 /*
  * Open every listener's sockets, one per worker, taking over those of
- * prev (may be NULL) for the addresses both have. Returns 0, or -errno with a message naming the
+ * prev (may be NULL) for the addresses both have. A listener with a
+ * socket passed by systemd (see systemd.h; sf_sd_match first) gives each
+ * worker a dup of it instead of binding. Returns 0, or -errno with a message naming the
  * address in err (then nothing new stays open and prev is untouched).
  */
 int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t errlen);

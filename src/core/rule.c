@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
 #include "sockfwd/rule.h"
+#include "sockfwd/systemd.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -291,14 +293,50 @@ void sf_gen_unref(struct sf_gen *g)
 	free(g);
 }
 
-/* Open listener l's socket for every worker, on the first candidate that binds. */
+/*
+ * Listener l has a socket passed by systemd (sd): every worker accepts
+ * from it, each through its own descriptor, so that closing one worker's
+ * (a reload dropping l) is the same as for a socket of its own. Returns
+ * 0, or -errno with a message (nothing left open).
+ */
+static int open_passed(struct sf_gen *g, struct sf_listener *l, int sd, char *err, size_t errlen)
+{
+	char abuf[SF_ADDRSTRLEN];
+	unsigned w;
+	int rc;
+
+	for (w = 0; w < g->nworkers; w++) {
+		l->socks[w].io.fd = fcntl(sd, F_DUPFD_CLOEXEC, 0);
+		if (l->socks[w].io.fd < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	rc = -errno;
+	snprintf(err, errlen, "socket passed by systemd for %s (rule '%s'): dup: %s",
+		 sf_addr_format((const struct sockaddr *)&l->addr.ss, abuf, sizeof(abuf)),
+		 l->rule->name, strerror(-rc));
+	while (w-- > 0) {
+		close(l->socks[w].io.fd);
+		l->socks[w].io.fd = -1;
+	}
+	return rc;
+}
+
+/*
+ * Open listener l's socket for every worker: the one systemd passed for
+ * it, else on the first candidate that binds.
+ */
 static int open_listener(struct sf_gen *g, struct sf_listener *l, char *err, size_t errlen)
 {
 	char abuf[SF_ADDRSTRLEN];
 	size_t i = 0;
 	unsigned w;
-	int fd = -EADDRNOTAVAIL;
+	int fd = sf_sd_listener_fd(l);
 
+	if (fd >= 0)
+		return open_passed(g, l, fd, err, errlen);
+	fd = -EADDRNOTAVAIL;
 	for (i = 0; i < l->cand.n; i++) {
 		fd = sf_net_listen(&l->cand.a[i], LISTEN_BACKLOG);
 		if (fd >= 0)

@@ -39,6 +39,19 @@ static int rx_add(struct rx_loop *l, struct sf_io *io, uint32_t events)
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
 }
 
+/*
+ * Listeners are registered with EPOLLEXCLUSIVE: a socket passed by systemd
+ * is one socket in every worker's epoll set, and a client arriving on it
+ * then wakes one idle worker, not all of them to race for one accept
+ * (the losers would only see EAGAIN). A worker's own SO_REUSEPORT socket
+ * has one waiter, so the flag changes nothing there. Listeners are only
+ * ever added and deleted, never modified, which EPOLLEXCLUSIVE requires.
+ */
+static int rx_add_listener(struct rx_loop *l, struct sf_lsock *ls)
+{
+	return rx_add(l, &ls->io, EPOLLIN | EPOLLEXCLUSIVE);
+}
+
 static int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
 {
 	x->io[side].fd = x->c.fd[side];
@@ -129,7 +142,7 @@ static void rx_on_resume(void *ctx, struct sf_timer *tm)
 
 	ls->paused = 0;
 	/* Level-triggered: a backlog left while paused reports at once. */
-	if (rx_add(l, &ls->io, EPOLLIN) < 0)
+	if (rx_add_listener(l, ls) < 0)
 		sf_log_warn("worker %u: cannot resume accepting", l->w->id);
 }
 
@@ -345,7 +358,7 @@ static int rx_listen(struct rx_loop *l, struct sf_gen *g)
 		ls->io.cb = rx_on_listen;
 		ls->paused = 0;
 		sf_timer_init(&ls->resume, rx_on_resume);
-		if ((rc = rx_add(l, &ls->io, EPOLLIN)) < 0)
+		if ((rc = rx_add_listener(l, ls)) < 0)
 			return rc;
 	}
 	return 0;
