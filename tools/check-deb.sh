@@ -6,8 +6,8 @@
 # Without touching the system: unpack DEB with `dpkg -x` into a scratch
 # root and check that the binary runs from there (--version, every engine
 # including uring, the example config passes -t), the manual pages are
-# there and lint clean, the units of dist/systemd are there and point at
-# /usr/bin/sockfwd, /etc/sockfwd and the example config are shipped, the
+# there and lint clean, the units of dist/systemd are there, point at
+# /usr/bin/sockfwd and pass tests/systemd/verify-units.sh, /etc/sockfwd and the example config are shipped, the
 # control data declares the run-time libraries, and the postinst creates
 # the "sockfwd" system user (run with stand-ins for adduser and getent,
 # twice: the second run must do nothing). lintian, when installed, must
@@ -147,6 +147,20 @@ for u in dist/systemd/*.service dist/systemd/*.socket; do
 	ok "unit ${found#"$root"}"
 done
 [ $nunits -gt 0 ] || echo "check-deb: note: no dist/systemd units in this tree"
+# systemd-analyze verify on the units as packaged, with the packaged binary.
+unitdir=
+for d in lib/systemd/system usr/lib/systemd/system; do
+	[ -f "$root/$d/sockfwd@.service" ] && unitdir=$root/$d
+done
+if [ -n "$unitdir" ] && [ -x tests/systemd/verify-units.sh ] &&
+	command -v systemd-analyze >/dev/null 2>&1; then
+	if tests/systemd/verify-units.sh "$root/usr/bin/sockfwd" "$unitdir" >"$tmp/verify" 2>&1; then
+		ok "units pass tests/systemd/verify-units.sh (systemd-analyze verify)"
+	else
+		fail "packaged units fail tests/systemd/verify-units.sh:"
+		sed 's/^/    /' "$tmp/verify" >&2
+	fi
+fi
 
 # 3. The postinst, with stand-ins: the first run creates the user with the
 # expected arguments, a second run (user present) changes nothing.
