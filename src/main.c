@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sockfwd/config.h"
+#include "sockfwd/drain.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/options.h"
@@ -30,6 +31,7 @@ struct sf_main {
 	unsigned nworkers;
 	struct sf_worker *workers;
 	struct sf_gen *gen; /* the current generation (main's reference) */
+	struct sf_drain drain;
 };
 
 /* Raise the soft descriptor limit to the hard one: forwarding is fds. */
@@ -203,6 +205,15 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 		}
 		case SIGUSR1: /* a worker failed: see sf_worker_fail */
 			return 1;
+		case SF_SIG_DRAINED: /* only meant for a drain: ignored */
+			break;
+		case SIGTERM:
+			/* The current generation's value: a reload may have changed it. */
+			if (m->gen->cfg.drain_timeout_ms == 0)
+				return 0;
+			sf_sd_stopping(); /* at the start of the drain, not its end */
+			return sf_drain_run(&m->drain, m->workers, m->nworkers,
+					    m->gen->cfg.drain_timeout_ms, sigs);
 		default:
 			return 0;
 		}
@@ -261,6 +272,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SF_SIG_DRAINED);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	m.workers = calloc(m.nworkers, sizeof(*m.workers));
@@ -302,6 +314,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < started; i++)
 		stuck |= join_until(&m.workers[i], &deadline);
 	/* After the joins, so connections closed by the stop count too. */
+	sf_drain_report(&m.drain, m.workers, started);
 	log_totals(m.workers, started);
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)

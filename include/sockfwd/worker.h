@@ -6,12 +6,19 @@
  *
  * The main thread talks to a worker through a command channel: an
  * eventfd that becomes readable, and a set of command bits (stop, a new
- * generation to take).
+ * generation to take, drain).
+ *
+ * Drain (SIGTERM with --drain-timeout): the worker closes its listening
+ * sockets and keeps serving its connections. The policy is here and in
+ * core/drain.c; an engine only unregisters its listeners (uring: cancels
+ * its accepts) and calls sf_worker_unlisten. Main learns that a worker is
+ * done from sf_worker_drained, woken by SIGUSR2.
  */
 #ifndef SOCKFWD_WORKER_H
 #define SOCKFWD_WORKER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,9 +31,13 @@ struct sf_worker_stats {
 	uint64_t resets;
 	uint64_t bytes[2];   /* client->upstream, upstream->client */
 	uint64_t spliced[2]; /* the part of bytes[] moved by splice */
+	uint64_t stopped;    /* reset by a stop (reason stop) */
 };
 
-enum { SF_WCMD_STOP = 1u << 0, SF_WCMD_GEN = 1u << 1 };
+enum { SF_WCMD_STOP = 1u << 0, SF_WCMD_GEN = 1u << 1, SF_WCMD_DRAIN = 1u << 2 };
+
+/* Sent to the process when a draining worker has no connection left. */
+#define SF_SIG_DRAINED SIGUSR2
 
 struct sf_engine;
 
@@ -46,6 +57,7 @@ struct sf_worker {
 	void *engine_state;
 	uint64_t now_ms;       /* the loop's clock, read on the data path */
 	uint64_t last_warn_ms; /* rate limit for accept warnings */
+	int draining;	       /* listeners closed (atomic: read by main, naive's threads) */
 };
 
 /* How long accept stays paused after EMFILE/ENFILE, or while a rule is full. */
@@ -60,6 +72,24 @@ int sf_worker_start(struct sf_worker *w);
 
 /* Ask w to stop. Async-signal-safe. */
 void sf_worker_stop(struct sf_worker *w);
+
+/* Ask w to drain: stop accepting, keep serving. Async-signal-safe. */
+void sf_worker_drain(struct sf_worker *w);
+
+/*
+ * In the worker, on SF_WCMD_DRAIN (after any SF_WCMD_GEN of the same
+ * batch), once its engine neither waits on nor can still complete an
+ * accept on its listeners: close them, so that the kernel sends new
+ * clients to another socket of the address (another process), and tell
+ * main when no connection is left.
+ */
+void sf_worker_unlisten(struct sf_worker *w);
+
+/* In the worker: one of its connections ended (conn.c). */
+void sf_worker_conn_ended(struct sf_worker *w);
+
+/* In main: 1 once w closed its listeners and has no connection left. */
+int sf_worker_drained(struct sf_worker *w);
 
 /* Hand w a new generation (takes a reference for it). */
 void sf_worker_post_gen(struct sf_worker *w, struct sf_gen *g);

@@ -323,10 +323,11 @@ static void conn_finish(struct sf_conn *c, int reason, int side, int err, int re
 	struct sf_rule *r = c->rule;
 
 	c->flags |= SF_CONN_CLOSED;
-	SF_ATOMIC_SUB(w->stats.active, 1);
 	SF_ATOMIC_ADD(w->stats.closed, 1);
 	if (reset)
 		SF_ATOMIC_ADD(w->stats.resets, 1);
+	if (reason == SF_R_STOP)
+		SF_ATOMIC_ADD(w->stats.stopped, 1);
 	SF_ATOMIC_ADD(w->stats.bytes[0], c->bytes[0]);
 	SF_ATOMIC_ADD(w->stats.bytes[1], c->bytes[1]);
 	SF_ATOMIC_ADD(w->stats.spliced[0], c->spliced[0]);
@@ -346,6 +347,8 @@ static void conn_finish(struct sf_conn *c, int reason, int side, int err, int re
 	/* Last: the rule lives in the generation. */
 	sf_gen_unref(c->gen);
 	c->gen = NULL;
+	/* After the counters, so that a drained worker has counted everything. */
+	sf_worker_conn_ended(w);
 }
 
 void sf_conn_close(struct sf_conn *c)

@@ -61,6 +61,52 @@ void sf_worker_stop(struct sf_worker *w)
 	wake(w);
 }
 
+void sf_worker_drain(struct sf_worker *w)
+{
+	__atomic_fetch_or(&w->cmd, SF_WCMD_DRAIN, __ATOMIC_RELEASE);
+	wake(w);
+}
+
+/*
+ * Tell main that w may be done. Both this and sf_worker_conn_ended use
+ * sequentially consistent operations on draining and active, so that of
+ * the last connection ending and the listeners closing, whichever comes
+ * second sees the other: main is never left waiting for a worker that is
+ * done. A signal is sent at most twice per worker; main checks every
+ * worker each time.
+ */
+static void drained_notify(void) { kill(getpid(), SF_SIG_DRAINED); }
+
+void sf_worker_unlisten(struct sf_worker *w)
+{
+	struct sf_gen *g;
+
+	if (__atomic_load_n(&w->draining, __ATOMIC_RELAXED))
+		return;
+	/* A generation posted but never served: its new sockets go too. */
+	if ((g = sf_worker_take_gen(w)) != NULL) {
+		sf_gen_close_dropped(w->gen, NULL, g, w->id);
+		sf_gen_unref(g);
+	}
+	sf_gen_close_worker(w->gen, w->id);
+	__atomic_store_n(&w->draining, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&w->stats.active, __ATOMIC_SEQ_CST) == 0)
+		drained_notify();
+}
+
+void sf_worker_conn_ended(struct sf_worker *w)
+{
+	if (__atomic_sub_fetch(&w->stats.active, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&w->draining, __ATOMIC_SEQ_CST))
+		drained_notify();
+}
+
+int sf_worker_drained(struct sf_worker *w)
+{
+	return __atomic_load_n(&w->draining, __ATOMIC_SEQ_CST) &&
+	       __atomic_load_n(&w->stats.active, __ATOMIC_SEQ_CST) == 0;
+}
+
 void sf_worker_post_gen(struct sf_worker *w, struct sf_gen *g)
 {
 	struct sf_gen *old;

@@ -138,7 +138,8 @@ static int nv_send_all(struct nv_conn *n, int fd, const char *buf, size_t len, i
 			__atomic_store_n(&n->c.last_ms, sf_now_ms(), __ATOMIC_RELAXED);
 			continue;
 		}
-		if (w < 0 && (errno == EINTR || errno == EAGAIN) && !nv_is_reset(n))
+		if (w < 0 && (errno == EINTR || errno == EAGAIN) && !nv_is_reset(n) &&
+		    !nv_stopping(n))
 			continue;
 		return w < 0 ? -errno : -EPIPE;
 	}
@@ -162,7 +163,8 @@ static void nv_copy(struct nv_conn *n, int d)
 		if (r > 0) {
 			rc = nv_send_all(n, dst, buf, (size_t)r, d);
 			if (rc < 0) {
-				nv_fail(n, SF_R_RESET, !d, rc);
+				/* Stopping: a send that waits is given up (-EAGAIN). */
+				nv_fail(n, nv_stopping(n) ? SF_R_STOP : SF_R_RESET, !d, rc);
 				break;
 			}
 			continue;
@@ -329,16 +331,24 @@ static int nv_accept_one(struct sf_worker *w, struct sf_lsock *ls, int fd,
 	return 0;
 }
 
-/* Wake every connection of nw and wait until their threads are gone. */
-static void nv_drain(struct nv_worker *nw)
+/*
+ * Stop: wake every connection of nw and wait until their threads are
+ * gone. SHUT_RD, never SHUT_WR: that would send the client a FIN, and a
+ * stream cut by the stop must end with a reset. A recv on the client then
+ * returns 0 once its buffered bytes are read, and that thread resets the
+ * connection (SF_R_STOP), which wakes its twin; a thread blocked in a send
+ * sees the stop at its next SO_SNDTIMEO wake-up.
+ */
+static void nv_stop_conns(struct nv_worker *nw)
 {
 	struct nv_conn *n;
 
 	pthread_mutex_lock(&nw->lock);
 	__atomic_store_n(&nw->stopping, 1, __ATOMIC_RELEASE);
-	/* recv on it returns 0, send EPIPE: each thread then wakes its twin. */
-	for (n = nw->conns; n != NULL; n = n->next)
-		shutdown(n->c.fd[SF_CLIENT], SHUT_RDWR);
+	for (n = nw->conns; n != NULL; n = n->next) {
+		sf_net_set_rst(n->c.fd[SF_CLIENT]);
+		shutdown(n->c.fd[SF_CLIENT], SHUT_RD);
+	}
 	while (nw->live > 0)
 		pthread_cond_wait(&nw->gone, &nw->lock);
 	pthread_mutex_unlock(&nw->lock);
@@ -358,7 +368,7 @@ struct nv_pollset {
 
 static int nv_pollset_build(struct sf_worker *w, struct nv_pollset *ps)
 {
-	size_t n = w->gen->nls + 1, i;
+	size_t n = w->draining ? 1 : w->gen->nls + 1, i; /* draining: no listener */
 	struct pollfd *p = realloc(ps->pfd, n * sizeof(*p));
 	uint64_t *u;
 
@@ -425,11 +435,21 @@ static int nv_accept_loop(struct sf_worker *w)
 		if (ps.pfd[0].revents) {
 			unsigned cmd = sf_worker_commands(w);
 			struct sf_gen *g;
+			int rebuild = 0;
 
 			if (cmd & SF_WCMD_STOP)
 				break;
-			if ((cmd & SF_WCMD_GEN) && (g = sf_worker_take_gen(w)) != NULL) {
+			if ((cmd & SF_WCMD_GEN) && !w->draining &&
+			    (g = sf_worker_take_gen(w)) != NULL) {
 				sf_worker_adopt(w, g);
+				rebuild = 1;
+			}
+			/* Drain: nothing else polls the listeners, so they can close. */
+			if ((cmd & SF_WCMD_DRAIN) && !w->draining) {
+				sf_worker_unlisten(w);
+				rebuild = 1;
+			}
+			if (rebuild) {
 				if ((rc = nv_pollset_build(w, &ps)) < 0)
 					break;
 				continue;
@@ -470,7 +490,7 @@ static int nv_run(struct sf_worker *w)
 	pthread_cond_init(&nw.gone, NULL);
 	w->engine_state = &nw;
 	rc = nv_accept_loop(w);
-	nv_drain(&nw);
+	nv_stop_conns(&nw);
 	pthread_cond_destroy(&nw.gone);
 	pthread_mutex_destroy(&nw.lock);
 	return rc;

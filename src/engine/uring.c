@@ -86,7 +86,9 @@ struct ur_loop {
 	LIST_HEAD(, ur_conn) all; /* every connection not yet freed */
 	struct ur_conn *starved;
 	struct ur_conn *dead; /* closed, freed after the completion batch */
+	unsigned naccepts;    /* accepts (or their polls) armed, any generation */
 	int stop;
+	int draining; /* accepts cancelled: the listeners close once none is armed */
 };
 
 static uint64_t ud(void *x, enum ur_op op, int side)
@@ -132,7 +134,7 @@ static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls)
 	struct io_uring_sqe *sqe;
 	int polled = ur_polled(ls);
 
-	if (ls->armed || ls->paused || l->stop)
+	if (ls->armed || ls->paused || l->stop || l->draining)
 		return;
 	if (polled && SF_ATOMIC_GET(ls->l->rule->active) >= ls->l->rule->pol->max_conns) {
 		ur_pause(l, ls);
@@ -150,6 +152,7 @@ static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls)
 		io_uring_prep_multishot_accept(sqe, ls->io.fd, NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud(ls, UR_ACCEPT, polled));
 	ls->armed = 1;
+	l->naccepts++;
 	sf_gen_ref(ls->l->gen);
 }
 
@@ -533,10 +536,10 @@ static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd,
 	ur_connect_result(l, x, sf_conn_connect(&x->c, 0));
 }
 
-/* Is ls still served (no stop, not a listener of an older generation)? */
+/* Is ls still served (no stop or drain, not a listener of an older generation)? */
 static int ur_serving(const struct ur_loop *l, const struct sf_lsock *ls)
 {
-	return !l->stop && ls->l->gen == l->w->gen;
+	return !l->stop && !l->draining && ls->l->gen == l->w->gen;
 }
 
 /* The listener of a max_conns rule is readable: accept while slots last. */
@@ -546,6 +549,7 @@ static void ur_on_accept_poll(struct ur_loop *l, struct sf_lsock *ls, int res)
 	int i, fd;
 
 	ls->armed = 0;
+	l->naccepts--;
 	for (i = 0; i < UR_ACCEPT_BUDGET && res >= 0 && ur_serving(l, ls); i++) {
 		if (!sf_rule_reserve(ls->l->rule)) {
 			ur_pause(l, ls);
@@ -577,6 +581,7 @@ static void ur_on_accept(struct ur_loop *l, struct sf_lsock *ls, struct io_uring
 	if (!last)
 		return;
 	ls->armed = 0;
+	l->naccepts--;
 	if (ur_serving(l, ls) && fd != -ECANCELED) {
 		if (fd < 0 && sf_worker_accept_failed(l->w, fd))
 			ur_pause(l, ls);
@@ -625,7 +630,7 @@ static void ur_on_cmd(struct ur_loop *l)
 	unsigned cmd = sf_worker_commands(l->w);
 	struct sf_gen *g;
 
-	if ((cmd & SF_WCMD_GEN) && (g = sf_worker_take_gen(l->w)) != NULL) {
+	if ((cmd & SF_WCMD_GEN) && !l->draining && (g = sf_worker_take_gen(l->w)) != NULL) {
 		/*
 		 * Cancel first: closing a descriptor does not end an accept in
 		 * flight on it, the ring holds its own reference to the file.
@@ -634,6 +639,11 @@ static void ur_on_cmd(struct ur_loop *l)
 		io_uring_submit(&l->ring);
 		sf_worker_adopt(l->w, g);
 		ur_listen(l, g, 1);
+	}
+	/* Drain: the listeners close in ur_unlisten, once every accept completed. */
+	if ((cmd & SF_WCMD_DRAIN) && !l->draining) {
+		l->draining = 1;
+		ur_listen(l, l->w->gen, 0);
 	}
 	if (cmd & SF_WCMD_STOP)
 		l->stop = 1;
@@ -690,6 +700,18 @@ static void ur_free_dead(struct ur_loop *l)
 		LIST_REMOVE(x, all);
 		free(x);
 	}
+}
+
+/*
+ * Draining: close the listeners once no accept is armed on them. Not
+ * before: the ring holds its own reference to a listener's file until
+ * its accept completes, so a close would leave the socket listening with
+ * nobody accepting, and clients queued there would be lost.
+ */
+static void ur_unlisten(struct ur_loop *l)
+{
+	if (l->draining && l->naccepts == 0)
+		sf_worker_unlisten(l->w);
 }
 
 /* Wait for a completion, or for the first timer. */
@@ -786,6 +808,7 @@ static int ur_run(struct sf_worker *w)
 		while ((tm = sf_timers_pop_due(&l->timers, w->now_ms)) != NULL)
 			tm->fn(l, tm);
 		ur_free_dead(l);
+		ur_unlisten(l);
 	}
 	/*
 	 * Stop: reset every connection (bytes may be queued: a FIN would make

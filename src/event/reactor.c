@@ -409,8 +409,13 @@ static void rx_run_cmds(struct rx_loop *l)
 	unsigned cmd = sf_worker_commands(l->w);
 
 	l->cmd_pending = 0;
-	if (cmd & SF_WCMD_GEN)
+	if ((cmd & SF_WCMD_GEN) && !l->w->draining)
 		rx_take_gen(l);
+	/* Drain: no listener left in the epoll set, then the shared policy. */
+	if ((cmd & SF_WCMD_DRAIN) && !l->w->draining) {
+		rx_unlisten(l, l->w->gen);
+		sf_worker_unlisten(l->w);
+	}
 	if (cmd & SF_WCMD_STOP)
 		l->stop = 1;
 }
