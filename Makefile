@@ -5,6 +5,12 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Where `make install` puts things (docs/operations.md, "Installing").
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+DOCDIR    ?= $(PREFIX)/share/doc/sockfwd
+UNITDIR   ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
 CC      ?= cc
 URING   ?= 0
 WERROR  ?= 0
@@ -45,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
 
-.PHONY: deps-build all test test-unit test-e2e asan install uninstall clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -83,13 +89,18 @@ TEST_JOBS ?= 2
 E2E_JOBS  ?= 1
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man
 
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
 
 test-e2e: $(B)/sockfwd $(B)/test_e2e
 	SOCKFWD_BIN=$(B)/sockfwd $(B)/test_e2e --jobs $(E2E_JOBS) $(TEST_ARGS)
+
+# The manual pages: mandoc lint clean, every option of -h in sockfwd(1),
+# every key of the config loader in sockfwd.conf(5), examples that load.
+check-man: $(B)/sockfwd
+	tools/check-man.sh $(B)/sockfwd
 
 # Sanitizers: a separate tree so normal objects are never mixed in.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -124,12 +135,39 @@ bench: deps-bench $(B)/sockfwd $(B)/sfload
 bench-full: deps-bench $(B)/sockfwd $(B)/sfload
 	python3 bench/run.py --full --sockfwd $(B)/sockfwd --sfload $(B)/sfload $(BENCH_ARGS)
 
-install: $(B)/sockfwd
-	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 $(B)/sockfwd $(DESTDIR)$(PREFIX)/bin/sockfwd
+# install: the binary, the manual pages, the example config, the systemd
+# units of dist/systemd (their /usr/bin/sockfwd pointed at $(BINDIR)) and
+# an empty $(SYSCONFDIR)/sockfwd for the units' NAME.conf files.
+UNITS    := $(wildcard dist/systemd/*.service dist/systemd/*.socket)
 
+install: $(B)/sockfwd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/sockfwd
+	install -m 0755 $(B)/sockfwd $(DESTDIR)$(BINDIR)/sockfwd
+	install -m 0644 man/sockfwd.1 $(DESTDIR)$(MANDIR)/man1/sockfwd.1
+	install -m 0644 man/sockfwd.conf.5 $(DESTDIR)$(MANDIR)/man5/sockfwd.conf.5
+	install -m 0644 docs/examples/sockfwd.conf $(DESTDIR)$(DOCDIR)/examples/sockfwd.conf
+ifneq ($(UNITS),)
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/bin/sockfwd|$(BINDIR)/sockfwd|g' $$u > $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+		mv -f $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+endif
+
+# uninstall: what install put there; directories only when left empty.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/sockfwd
+	rm -f $(DESTDIR)$(BINDIR)/sockfwd $(DESTDIR)$(MANDIR)/man1/sockfwd.1 \
+		$(DESTDIR)$(MANDIR)/man5/sockfwd.conf.5 $(DESTDIR)$(DOCDIR)/examples/sockfwd.conf \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	-rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SYSCONFDIR)/sockfwd 2>/dev/null
+
+# deb: a Debian package in $(B)/deb/ (debian/, tools/build-deb.sh);
+# tools/check-deb.sh checks its contents.
+deb:
+	@tools/install-deps.sh --check deb >/dev/null 2>&1 || tools/install-deps.sh deb
+	tools/build-deb.sh $(B)/deb
 
 format:
 	clang-format -i $(FORMAT_SRC)

@@ -6,7 +6,8 @@
 # Profiles: build  compiler, libc headers, make, pkg-config, libconfig (config files),
 #                  libmicrohttpd (--metrics), libsystemd (notify, socket activation)
 #           test   build + Criterion, promtool (prometheus), mandoc, systemd's tools
-#           deb    what `make deb` needs: dpkg-dev, debhelper, fakeroot
+#           deb    what `make deb` needs: build + uring (debian/control's
+#                  Build-Depends), mandoc, dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
@@ -26,7 +27,7 @@ pkgs_for() {
 	case $1 in
 	build) echo "gcc libc6-dev make pkg-config libconfig-dev libmicrohttpd-dev libsystemd-dev" ;;
 	test) echo "$(pkgs_for build) libcriterion-dev prometheus mandoc systemd" ;;
-	deb) echo "$(pkgs_for build) dpkg-dev debhelper fakeroot" ;;
+	deb) echo "$(pkgs_for build) $(pkgs_for uring) mandoc dpkg-dev debhelper fakeroot" ;;
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
