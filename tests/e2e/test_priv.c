@@ -61,32 +61,42 @@ static void ids_of(struct ids *w, const char *user, const char *group)
 	cr_assert(getgrouplist(user, w->gid, w->groups, &w->ngroups) >= 0, "getgrouplist");
 }
 
-/* "Name:\tA\tB\tC\tD" of a status file: the numbers into v, their count. */
+/*
+ * "Name:\tA\tB\tC\tD" of a status file: the numbers into v, their count;
+ * -1 when the thread is gone (naive's connection threads come and go).
+ */
 static int status_numbers(const char *path, const char *name, unsigned long long *v, int max)
 {
-	char line[1024];
-	size_t nl = strlen(name);
+	char buf[8192], *line;
+	size_t nl = strlen(name), len;
 	int n = -1;
 	FILE *fp = fopen(path, "re");
 
 	if (fp == NULL)
-		return -1; /* the thread is gone */
-	for (int i = 0; i < 200 && fgets(line, sizeof(line), fp) != NULL; i++) {
-		char *p = line + nl + 1, *end;
-
-		if (strncmp(line, name, nl) != 0 || line[nl] != ':')
-			continue;
-		for (n = 0; n < max; n++) {
-			unsigned long long x = strtoull(p, &end, name[0] == 'C' ? 16 : 10);
-
-			if (end == p)
-				break;
-			v[n] = x;
-			p = end;
-		}
-		break;
+		return -1;
+	len = fread(buf, 1, sizeof(buf) - 1, fp);
+	if (ferror(fp) || len == 0) {
+		fclose(fp);
+		return -1;
 	}
 	fclose(fp);
+	buf[len] = '\0';
+	for (line = buf; line != NULL && *line != '\0';) {
+		char *p = line + nl + 1, *end, *next = strchr(line, '\n');
+
+		if (strncmp(line, name, nl) == 0 && line[nl] == ':') {
+			for (n = 0; n < max; n++) {
+				unsigned long long x = strtoull(p, &end, name[0] == 'C' ? 16 : 10);
+
+				if (end == p || (next != NULL && end > next))
+					break;
+				v[n] = x;
+				p = end;
+			}
+			break;
+		}
+		line = next != NULL ? next + 1 : NULL;
+	}
 	cr_assert(n >= 0, "%s has no %s line", path, name);
 	return n;
 }
@@ -94,35 +104,36 @@ static int status_numbers(const char *path, const char *name, unsigned long long
 /* One thread's status matches w: four uids, four gids, the groups, no caps, NoNewPrivs. */
 static void check_status(const char *path, const struct ids *w)
 {
-	unsigned long long v[MAXGROUPS + 1];
-	int n;
+	unsigned long long u[4], g[4], grp[MAXGROUPS + 1], nnp, eff, prm;
+	int n, ngrp;
 
-	if ((n = status_numbers(path, "Uid", v, 4)) < 0)
+	/* Read everything first: a thread that ends meanwhile is skipped whole. */
+	if ((n = status_numbers(path, "Uid", u, 4)) < 0 || status_numbers(path, "Gid", g, 4) < 0 ||
+	    (ngrp = status_numbers(path, "Groups", grp, MAXGROUPS + 1)) < 0 ||
+	    status_numbers(path, "NoNewPrivs", &nnp, 1) < 1 ||
+	    status_numbers(path, "CapEff", &eff, 1) < 1 ||
+	    status_numbers(path, "CapPrm", &prm, 1) < 1)
 		return;
-	cr_assert(n == 4 && v[0] == w->uid && v[1] == w->uid && v[2] == w->uid && v[3] == w->uid,
-		  "%s: Uid %llu %llu %llu %llu, expected %u four times", path, v[0], v[1], v[2],
-		  v[3], (unsigned)w->uid);
-	n = status_numbers(path, "Gid", v, 4);
-	cr_assert(n == 4 && v[0] == w->gid && v[1] == w->gid && v[2] == w->gid && v[3] == w->gid,
-		  "%s: Gid %llu %llu %llu %llu, expected %u four times", path, v[0], v[1], v[2],
-		  v[3], (unsigned)w->gid);
-	n = status_numbers(path, "Groups", v, MAXGROUPS + 1);
-	cr_assert_eq(n, w->ngroups, "%s: %d supplementary groups, expected %d", path, n,
+	cr_assert(n == 4 && u[0] == w->uid && u[1] == w->uid && u[2] == w->uid && u[3] == w->uid,
+		  "%s: Uid %llu %llu %llu %llu, expected %u four times", path, u[0], u[1], u[2],
+		  u[3], (unsigned)w->uid);
+	cr_assert(g[0] == w->gid && g[1] == w->gid && g[2] == w->gid && g[3] == w->gid,
+		  "%s: Gid %llu %llu %llu %llu, expected %u four times", path, g[0], g[1], g[2],
+		  g[3], (unsigned)w->gid);
+	cr_assert_eq(ngrp, w->ngroups, "%s: %d supplementary groups, expected %d", path, ngrp,
 		     w->ngroups);
 	for (int i = 0; i < w->ngroups; i++) {
 		int k = 0;
 
-		while (k < n && v[k] != w->groups[i])
+		while (k < ngrp && grp[k] != w->groups[i])
 			k++;
-		cr_assert(k < n, "%s: group %u missing from Groups", path, (unsigned)w->groups[i]);
+		cr_assert(k < ngrp, "%s: group %u missing from Groups", path,
+			  (unsigned)w->groups[i]);
 	}
-	status_numbers(path, "NoNewPrivs", v, 1);
-	cr_assert_eq(v[0], 1, "%s: NoNewPrivs %llu", path, v[0]);
+	cr_assert_eq(nnp, 1, "%s: NoNewPrivs %llu", path, nnp);
 	if (w->uid != 0) {
-		status_numbers(path, "CapEff", v, 1);
-		cr_assert_eq(v[0], 0, "%s: CapEff %llx after the drop", path, v[0]);
-		status_numbers(path, "CapPrm", v, 1);
-		cr_assert_eq(v[0], 0, "%s: CapPrm %llx after the drop", path, v[0]);
+		cr_assert_eq(eff, 0, "%s: CapEff %llx after the drop", path, eff);
+		cr_assert_eq(prm, 0, "%s: CapPrm %llx after the drop", path, prm);
 	}
 }
 
