@@ -25,8 +25,10 @@
 #define POLICY_KEYS                                                                                \
 	"balance, max_fails, fail_timeout, connect_timeout, idle_timeout, keepalive, "             \
 	"max_conns, allow, deny, proxy_protocol, accept_proxy"
-#define GLOBAL_KEYS "engine, threads, buffer_size, pipe_size, log_level, defaults or rules"
-#define UPS_SEP	    " \t,"
+#define GLOBAL_KEYS                                                                                \
+	"engine, threads, buffer_size, pipe_size, log_level, log_format, metrics, user, "          \
+	"drain_timeout, defaults or rules"
+#define UPS_SEP " \t,"
 
 static const char *const balance_names[] = {
 	[SF_BAL_ROUNDROBIN] = "roundrobin",
