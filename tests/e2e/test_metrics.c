@@ -650,6 +650,16 @@ Test(metrics, health_and_not_found, .timeout = 60)
 	http_req(mport, "DELETE", "/health", &r);
 	cr_assert_eq(r.status, 404, "DELETE /health: %d", r.status);
 	http_free(&r);
+	/* An idle forwarder: its descriptors as /proc counts them, give or take the scrape's. */
+	scrape(mport, &r);
+	{
+		long long v = metric(r.body, "process_open_fds");
+		int n = proc_fd_count(f.pid);
+
+		cr_assert(v >= n - 1 && v <= n + 1, "process_open_fds %lld, /proc/PID/fd has %d", v,
+			  n);
+	}
+	http_free(&r);
 	http_req(mport, "HEAD", "/metrics", &r);
 	cr_assert_eq(r.status, 200, "HEAD /metrics: %d", r.status);
 	cr_assert_eq(r.blen, 0, "HEAD /metrics sent a body");
