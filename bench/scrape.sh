@@ -5,9 +5,12 @@
 # to CPU 0 with its metrics thread; sfload on CPU 1) without --metrics, and
 # with --metrics while a scraper on CPU 1 GETs /metrics 100 times a second
 # (a new connection each, as a Prometheus server may), alternating, ROUNDS
-# pairs, fresh ports every run. Prints conn/s and Gbit/s per run, the
-# ratio of each pair, the scrapes done (all must answer 200), and a
-# summary: median and spread of each side and the median pair ratio.
+# pairs, fresh ports every run. Prints conn/s and Gbit/s per run and the
+# forwarder's CPU per connection (crr) or per GB (stream) from /proc (less
+# sensitive to other load on the machine than rates), the ratio of each
+# pair, the scrapes done (all must answer 200), and a summary: median and
+# spread of each side and the median pair ratio; last, the CPU one scrape
+# costs an idle sockfwd.
 # Takes /tmp/sockfwd-bench.lock like every benchmark here.
 #
 #   bench/scrape.sh [BUILD_DIR] [ROUNDS] [SECONDS]     (default build, 10, 5)
@@ -78,13 +81,23 @@ run() {
 		scr=$!
 		sleep 0.3
 	fi
+	t0=$(awk '{ print $14 + $15 }' /proc/$fwd/stat)
 	if [ "$wl" = crr ]; then
 		out=$(taskset -c 1 "$B/sfload" crr -c 127.0.0.1:$P -n 8 -t "$SECS" -s 64 -m 20000 -a 1024)
-		fig=$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["rate"] if d["errors"] == 0 else "errors=%d" % d["errors"])')
 	else
 		out=$(taskset -c 1 "$B/sfload" stream -c 127.0.0.1:$P -n 1 -t "$SECS" -d c2s)
-		fig=$(echo "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["gbps"] if d["failed"] == 0 else "failed=%d" % d["failed"])')
 	fi
+	t1=$(awk '{ print $14 + $15 }' /proc/$fwd/stat)
+	# The figure, and the forwarder's CPU: us per connection, or CPU-s per GB.
+	fig=$(echo "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+cpu = (int(sys.argv[1]) - int(sys.argv[2])) / int(sys.argv[3])
+if d["workload"] == "stream":
+    print("%s %.4f" % (d["gbps"] if d["failed"] == 0 else "failed", cpu / (d["bytes"] / 1e9)))
+else:
+    print("%s %.2f" % (d["rate"] if d["errors"] == 0 else "errors", cpu / d["done"] * 1e6))
+' $t1 $t0 "$(getconf CLK_TCK)")
 	if [ -n "$scr" ]; then
 		kill -TERM $scr
 		wait $scr || true
@@ -106,8 +119,10 @@ for round in $(seq 1 "$ROUNDS"); do
 			run metrics $wl; b=$FIG
 			run plain $wl; a=$FIG
 		fi
-		echo "$round $wl plain=$a metrics=$b" |
-			awk '{ split($3, a, "="); split($4, b, "="); printf "%s  metrics/plain %.3f\n", $0, b[2] / a[2] }'
+		set -- $a $b
+		echo "$round $wl plain=$1 metrics=$3 cpu: plain=$2 metrics=$4" |
+			awk '{ split($3, a, "="); split($4, b, "="); split($6, c, "="); split($7, d, "=");
+			       printf "%s  metrics/plain %.3f, cpu %.3f\n", $0, b[2] / a[2], d[2] / c[2] }'
 	done
 done
 
@@ -136,12 +151,13 @@ awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { us = t / hz / 2000 * 1
 python3 - "$RES" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-for wl, unit in (("crr", "conn/s"), ("stream", "Gbit/s")):
-    side = {m: [float(r[2]) for r in rows if r[0] == m and r[1] == wl] for m in ("plain", "metrics")}
+for wl, unit, col in (("crr", "conn/s", 2), ("stream", "Gbit/s", 2),
+                      ("crr", "fwd CPU us/conn", 3), ("stream", "fwd CPU-s/GB", 3)):
+    side = {m: [float(r[col]) for r in rows if r[0] == m and r[1] == wl] for m in ("plain", "metrics")}
     pairs = [b / a for a, b in zip(side["plain"], side["metrics"])]
     p, m = side["plain"], side["metrics"]
-    print("%-6s plain   median %9.2f  min %9.2f  max %9.2f %s" % (wl, statistics.median(p), min(p), max(p), unit))
-    print("%-6s metrics median %9.2f  min %9.2f  max %9.2f %s" % (wl, statistics.median(m), min(m), max(m), unit))
+    print("%-6s plain   median %9.3f  min %9.3f  max %9.3f %s" % (wl, statistics.median(p), min(p), max(p), unit))
+    print("%-6s metrics median %9.3f  min %9.3f  max %9.3f %s" % (wl, statistics.median(m), min(m), max(m), unit))
     print("%-6s pair ratio metrics/plain: median %.3f, min %.3f, max %.3f; metrics median %s the plain spread"
           % (wl, statistics.median(pairs), min(pairs), max(pairs),
              "within" if min(p) <= statistics.median(m) <= max(p) else "OUTSIDE"))

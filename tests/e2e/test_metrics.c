@@ -773,3 +773,26 @@ Test(metrics, address_in_use, .timeout = 60)
 	cr_assert(strchr(err, '\n') == strrchr(err, '\n'), "more than one line: %s", err);
 	close(fd);
 }
+
+/* Run cmd through the shell; assert exit 0, showing its output otherwise. */
+static void run_ok(const char *cmd)
+{
+	char out[4096] = "";
+	size_t n = 0;
+	FILE *p = popen(cmd, "r");
+	int st;
+
+	sys_assert(p != NULL, "popen %s", cmd);
+	while (n < sizeof(out) - 1 && fgets(out + n, (int)(sizeof(out) - n), p) != NULL)
+		n = strlen(out);
+	st = pclose(p);
+	cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d\n%s", cmd, st,
+		  out);
+}
+
+/* The alerting rules and the scrape config that docs/operations.md shows pass promtool. */
+Test(metrics, example_rules_and_config, .timeout = 60)
+{
+	run_ok("promtool check rules docs/examples/sockfwd-alerts.yml 2>&1");
+	run_ok("promtool check config docs/examples/prometheus.yml 2>&1");
+}
