@@ -348,12 +348,13 @@ static void conn_finish(struct sf_conn *c, int reason, int side, int err, int re
 	sf_ctr_add(&w->stats.bytes[1], c->bytes[1], sh);
 	sf_ctr_add(&w->stats.spliced[0], c->spliced[0], sh);
 	sf_ctr_add(&w->stats.spliced[1], c->spliced[1], sh);
-	sf_ctr_add_rel(&c->ctr->closed[reason], 1, sh);
 	if (c->flags & SF_CONN_UP) {
 		if (r->pol->balance == SF_BAL_LEASTCONN)
 			SF_ATOMIC_SUB(r->ups[c->up].active, 1);
 		sf_ctr_add_rel(&up_ctr(c, c->up)->closed, 1, sh);
 	}
+	/* Last of the counters: a reader that sees the close sees the rest. */
+	sf_ctr_add_rel(&c->ctr->closed[reason], 1, sh);
 	sf_rule_release(r);
 	free(c->hdr);
 	c->hdr = NULL;

@@ -448,18 +448,29 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, cha
 
 /*
  * Every request: GET (or HEAD) /metrics and /health; anything else 404.
- * Answered at the first call, with the headers: no request body is read.
+ * A GET is answered at the second call, once its headers are complete:
+ * a response queued at the first one makes libmicrohttpd close the
+ * connection, where a scraper would keep it alive. Other methods are
+ * answered at once (then the connection closes); a GET that sends a body
+ * is dropped: no request body is ever read.
  */
 static enum MHD_Result mx_handle(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload_data,
 				 size_t *upload_data_size, void **req_cls)
 {
 	static char ok[] = "ok\n", notfound[] = "not found\n", oom[] = "out of memory\n";
+	static int seen;
 	int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		  strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 	char *text;
 	size_t len;
 
+	if (get && *req_cls == NULL) {
+		*req_cls = &seen;
+		return MHD_YES;
+	}
+	if (get && *upload_data_size != 0)
+		return MHD_NO;
 	if (get && strcmp(url, "/metrics") == 0) {
 		if (sf_metrics_render(&text, &len) < 0)
 			return respond(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, oom, sizeof(oom) - 1,
@@ -493,10 +504,10 @@ int sf_metrics_start(struct sf_gen *gen, const char *engine, char *err, size_t e
 	sf_metrics_publish(gen);
 	mx.daemon = MHD_start_daemon(
 		MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-		mx_handle, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)mx.fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)MX_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned)MX_CONN_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		(size_t)MX_MEMORY_LIMIT, MHD_OPTION_EXTERNAL_LOGGER, mx_log, NULL, MHD_OPTION_END);
+		mx_handle, NULL, MHD_OPTION_EXTERNAL_LOGGER, mx_log, NULL, MHD_OPTION_LISTEN_SOCKET,
+		(MHD_socket)mx.fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MX_CONN_LIMIT,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)MX_CONN_TIMEOUT,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MX_MEMORY_LIMIT, MHD_OPTION_END);
 	if (mx.daemon == NULL) {
 		snprintf(err, errlen, "--metrics %s: cannot start the HTTP server", mx.addr);
 		return -EIO;

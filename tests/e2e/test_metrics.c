@@ -458,11 +458,24 @@ ENGINE_TEST(metrics, closed_by_reason, 60)
 	recv_expect_reset(fd, E2E_RESET_MS);
 	close(fd);
 
-	/* The ok connection's close may be counted after its client saw EOF. */
-	wait_metric(
-		c.lport[7],
-		series2(s, sizeof(s), "sockfwd_connections_closed_total", "ok", "reason", "eof"),
-		1);
+	/* A close is counted after its client saw the EOF or the reset. */
+	{
+		static const char *const want[][2] = {
+			{ "ok", "eof" },
+			{ "rst", "reset" },
+			{ "refused", "refused" },
+			{ "denied", "denied" },
+			{ "idle", "idle-timeout" },
+			{ "cto", "connect-timeout" },
+			{ "ph", "proxy-header" },
+		};
+
+		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+			wait_metric(c.lport[7],
+				    series2(s, sizeof(s), "sockfwd_connections_closed_total",
+					    want[i][0], "reason", want[i][1]),
+				    1);
+	}
 	scrape(c.lport[7], &r);
 	promtool_check(r.body);
 	expect_one_close(r.body, "ok", "eof");
@@ -571,6 +584,9 @@ ENGINE_TEST(metrics, counters_survive_reload, 60)
 	fd = tcp_connect(AF_INET, c.lport[1]);
 	echo_roundtrip(fd, 2, 5000);
 	wait_metric(mport, series1(s, sizeof(s), "sockfwd_connections_accepted_total", "web"), 1);
+	/* naive's two directions are two threads: wait for each. */
+	wait_metric(mport, series2(s, sizeof(s), "sockfwd_bytes_total", "web", "direction", C2U),
+		    100000);
 	wait_metric(mport, series2(s, sizeof(s), "sockfwd_bytes_total", "web", "direction", U2C),
 		    100000);
 
@@ -595,15 +611,17 @@ ENGINE_TEST(metrics, counters_survive_reload, 60)
 	echo_roundtrip(fd, 4, 5000);
 	close(fd);
 	wait_metric(mport, series1(s, sizeof(s), "sockfwd_connections_accepted_total", "old"), -1);
-	wait_metric(mport, series2(s, sizeof(s), "sockfwd_bytes_total", "web", "direction", U2C),
-		    150000);
+	wait_metric(
+		mport,
+		series2(s, sizeof(s), "sockfwd_connections_closed_total", "web", "reason", "eof"),
+		2);
 	scrape(mport, &r);
 	expect_metric(r.body, series1(s, sizeof(s), "sockfwd_connections_accepted_total", "web"),
 		      2);
-	expect_metric(
-		r.body,
-		series2(s, sizeof(s), "sockfwd_connections_closed_total", "web", "reason", "eof"),
-		2);
+	expect_metric(r.body, series2(s, sizeof(s), "sockfwd_bytes_total", "web", "direction", C2U),
+		      150000);
+	expect_metric(r.body, series2(s, sizeof(s), "sockfwd_bytes_total", "web", "direction", U2C),
+		      150000);
 	expect_upstream(r.body, "web", echo.port, 2, 0, 1);
 	http_free(&r);
 
@@ -650,6 +668,22 @@ Test(metrics, health_and_not_found, .timeout = 60)
 	http_req(mport, "DELETE", "/health", &r);
 	cr_assert_eq(r.status, 404, "DELETE /health: %d", r.status);
 	http_free(&r);
+	/* Two requests on one connection (keep-alive, as Prometheus scrapes): both answered. */
+	{
+		static const char two[] =
+			"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+			"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+		int fd = connect_retry(mport);
+
+		send_all(fd, two, sizeof(two) - 1);
+		read_all(fd, &r);
+		close(fd);
+		cr_assert(strncmp(r.raw, "HTTP/1.1 200", 12) == 0 &&
+				  strstr(r.raw + 12, "HTTP/1.1 200") != NULL &&
+				  strstr(r.raw, "sockfwd_build_info") != NULL,
+			  "two requests on one connection:\n%s", r.raw);
+		http_free(&r);
+	}
 	/* An idle forwarder: its descriptors as /proc counts them, give or take the scrape's. */
 	scrape(mport, &r);
 	{
