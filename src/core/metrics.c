@@ -520,8 +520,12 @@ void sf_metrics_publish(struct sf_gen *g)
 {
 	struct sf_gen *old;
 
-	if (mx.fd < 0)
+	if (mx.fd < 0) {
+		/* Only a reload gets here without a socket. */
+		if (g->cfg.has_metrics)
+			sf_log_warnx("reload: metrics take effect at restart");
 		return;
+	}
 	if (!g->cfg.has_metrics || strcmp(g->cfg.metrics.host, mx.hp.host) != 0 ||
 	    g->cfg.metrics.port != mx.hp.port)
 		if (mx.gen != NULL)
