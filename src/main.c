@@ -15,10 +15,12 @@
 #include "sockfwd/drain.h"
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
+#include "sockfwd/metrics.h"
 #include "sockfwd/options.h"
 #include "sockfwd/priv.h"
 #include "sockfwd/rule.h"
 #include "sockfwd/systemd.h"
+#include "sockfwd/stats.h"
 #include "sockfwd/worker.h"
 
 enum { EXIT_USAGE = 2 };
@@ -117,6 +119,7 @@ static void reload(struct sf_main *m)
 	}
 	if (rc != SF_OPT_RUN) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_stats_reloaded(0);
 		sf_config_free(&cfg);
 		return;
 	}
@@ -130,11 +133,13 @@ static void reload(struct sf_main *m)
 	sf_config_free(&cfg);
 	if (rc < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_stats_reloaded(0);
 		return;
 	}
 	if ((rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
 	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_stats_reloaded(0);
 		sf_gen_unref(g);
 		return;
 	}
@@ -149,6 +154,8 @@ static void reload(struct sf_main *m)
 	}
 	sf_gen_unref(m->gen);
 	m->gen = g;
+	sf_metrics_publish(g);
+	sf_stats_reloaded(1);
 	sf_log_info("reloaded %s", g->cfg.file);
 	log_rules(m, g);
 }
@@ -341,6 +348,8 @@ int main(int argc, char **argv)
 	/* Nothing listens until the whole configuration is valid. */
 	if (sf_gen_listen(m.gen, NULL, err, sizeof(err)) < 0)
 		sf_fatalx(1, "%s", err);
+	if ((rc = sf_metrics_listen(&m.gen->cfg, err, sizeof(err))) < 0)
+		sf_fatalx(rc == -ENOENT ? EXIT_USAGE : 1, "%s", err);
 	/* Workers inherit this mask, so only the main thread takes signals. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
@@ -349,6 +358,8 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SF_SIG_DRAINED);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (sf_metrics_start(m.gen, m.engine->name, err, sizeof(err)) < 0)
+		sf_fatalx(1, "%s", err);
 
 	m.workers = calloc(m.nworkers, sizeof(*m.workers));
 	if (m.workers == NULL)
@@ -384,6 +395,7 @@ int main(int argc, char **argv)
 	sf_sd_stopping();
 
 	/* Stop accepting, reset what is open, and be gone within a second. */
+	sf_metrics_stop();
 	for (i = 0; i < started; i++)
 		m.engine->stop(&m.workers[i]);
 	clock_gettime(CLOCK_REALTIME, &deadline);

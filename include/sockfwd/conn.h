@@ -27,6 +27,7 @@
 
 #include "addr.h"
 #include "rule.h"
+#include "stats.h"
 #include "timer.h"
 #include "worker.h"
 
@@ -46,6 +47,7 @@ struct sf_conn {
 	struct sf_worker *w;
 	struct sf_gen *gen; /* a reference, so the rule outlives a reload */
 	struct sf_rule *rule;
+	struct sf_rule_ctr *ctr; /* the rule's counters of this connection's worker */
 	const struct sf_listener *l;
 	int fd[2];
 	unsigned flags;
@@ -128,15 +130,22 @@ uint64_t sf_conn_deadline(const struct sf_conn *c, int connecting, uint64_t now)
 int sf_conn_idle(const struct sf_conn *c, uint64_t now);
 
 /*
- * Count n bytes forwarded in direction d (spliced: through a pipe). The
- * time of the last byte, for the idle timeout, is the loop's clock: no
- * clock read per write.
+ * Count n bytes forwarded in direction d (spliced: through a pipe), in
+ * the connection and in its rule's counters, as they move, so /metrics
+ * shows a long transfer's progress. The worker's own counter block: no
+ * lock, no locked add (stats.h). The time of the last byte, for the idle
+ * timeout, is the loop's clock: no clock read per write.
  */
 static inline void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int spliced)
 {
+	int sh = c->w->ctr_shared;
+
 	c->bytes[d] += n;
-	if (spliced)
+	sf_ctr_add(&c->ctr->bytes[d], n, sh);
+	if (spliced) {
 		c->spliced[d] += n;
+		sf_ctr_add(&c->ctr->spliced[d], n, sh);
+	}
 	__atomic_store_n(&c->last_ms, c->w->now_ms, __ATOMIC_RELAXED);
 }
 

@@ -17,6 +17,11 @@ struct sf_engine {
 	int (*run)(struct sf_worker *w);
 	/* Ask run to return; async-signal-safe. */
 	void (*stop)(struct sf_worker *w);
+	/*
+	 * Connections run on threads of their own, not the worker's: its
+	 * counters then have several writers (stats.h).
+	 */
+	int conn_threads;
 };
 
 /*

@@ -8,9 +8,11 @@
  * worker, SO_REUSEPORT), and pass from one generation to the next when
  * the address stays, so a reload never refuses a client.
  *
- * Shared mutable state (passive health, counters, the round-robin
- * cursor, a rule's active count for max_conns) is written with relaxed
- * atomics: several workers serve every rule.
+ * Shared mutable state (passive health, the round-robin cursor, a
+ * rule's active count for max_conns, an upstream's for leastconn) is
+ * written with relaxed atomics: several workers serve every rule.
+ * Counters are not here but in the registry of stats.h, per worker and
+ * kept across reloads; rules and upstreams point at their entries.
  */
 #ifndef SOCKFWD_RULE_H
 #define SOCKFWD_RULE_H
@@ -45,6 +47,9 @@ enum sf_reason {
 
 const char *sf_reason_name(int r);
 
+struct sf_stats_rule;
+struct sf_stats_up;
+
 struct sf_upstream {
 	struct sf_upstream_conf conf;
 	struct sf_addrlist addrs; /* resolved once, at the first port */
@@ -52,15 +57,8 @@ struct sf_upstream {
 	/* passive health */
 	unsigned fails;		/* failures in a row */
 	uint64_t down_until_ms; /* skipped until then */
-	/* counters */
-	uint64_t active, attempts, failures;
-};
-
-struct sf_rule_stats {
-	uint64_t accepted;
-	uint64_t closed[SF_R_COUNT];
-	uint64_t bytes[2];
-	uint64_t spliced[2];
+	uint64_t active;	/* connections open (leastconn only) */
+	struct sf_stats_up *st; /* its counters (stats.h) */
 };
 
 struct sf_rule {
@@ -72,7 +70,7 @@ struct sf_rule {
 	struct sf_cidrset *allow, *deny; /* NULL: no list */
 	unsigned rr;			 /* round-robin cursor */
 	uint64_t active;		 /* connections open, for max_conns */
-	struct sf_rule_stats stats;
+	struct sf_stats_rule *st;	 /* its counters (stats.h) */
 };
 
 struct sf_worker;

@@ -1,8 +1,9 @@
 /*
  * A worker: one thread serving every rule, with its own SO_REUSEPORT
  * socket for every listener, and whatever state its engine keeps.
- * Counters are written by the worker's own threads only (relaxed
- * atomics, read by metrics later).
+ * Counters are written by the worker's own threads only (sf_ctr_add of
+ * stats.h: a plain store, or an atomic add where the engine runs
+ * connections on threads of their own), read by main at exit.
  *
  * The main thread talks to a worker through a command channel: an
  * eventfd that becomes readable, and a set of command bits (stop, a new
@@ -54,6 +55,7 @@ struct sf_worker {
 	pthread_t thread;
 	int result;
 	struct sf_worker_stats stats;
+	int ctr_shared; /* counters have several writers (engine conn_threads) */
 	void *engine_state;
 	uint64_t now_ms;       /* the loop's clock, read on the data path */
 	uint64_t last_warn_ms; /* rate limit for accept warnings */

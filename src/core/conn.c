@@ -16,6 +16,7 @@
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
 #include "sockfwd/proxy.h"
+#include "sockfwd/stats.h"
 #include "sockfwd/worker.h"
 
 void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, int cfd,
@@ -34,9 +35,16 @@ void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, i
 	if (peer != NULL)
 		sf_inaddr_set(&c->peer, peer);
 	sf_timer_init(&c->timer, NULL);
-	SF_ATOMIC_ADD(w->stats.accepted, 1);
-	SF_ATOMIC_ADD(w->stats.active, 1);
-	SF_ATOMIC_ADD(c->rule->stats.accepted, 1);
+	c->ctr = &c->rule->st->w[w->id];
+	sf_ctr_add(&w->stats.accepted, 1, w->ctr_shared);
+	sf_ctr_add(&w->stats.active, 1, w->ctr_shared);
+	sf_ctr_add(&c->ctr->accepted, 1, w->ctr_shared);
+}
+
+/* This worker's counters of upstream i of c's rule. */
+static struct sf_up_ctr *up_ctr(const struct sf_conn *c, int i)
+{
+	return &c->rule->ups[i].st->w[c->w->id];
 }
 
 /* Does anything need the client's address (engines may skip getpeername)? */
@@ -149,7 +157,7 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 		}
 		u = &r->ups[c->up];
 		upstream_addr(c, u, c->addr, &ua);
-		SF_ATOMIC_ADD(u->attempts, 1);
+		sf_ctr_add(&up_ctr(c, c->up)->attempts, 1, c->w->ctr_shared);
 		rc = sf_net_connect(&ua, blocking, blocking ? r->pol->connect_timeout_ms : 0,
 				    &c->fd[SF_UPSTREAM]);
 		if (rc == 0 || (rc == -EINPROGRESS && !blocking))
@@ -163,6 +171,7 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 		/* Out of descriptors: another address will not help. */
 		if (rc == -EMFILE || rc == -ENFILE)
 			return rc;
+		sf_ctr_add(&up_ctr(c, c->up)->failures, 1, c->w->ctr_shared);
 		if (rc == -ETIMEDOUT)
 			c->flags |= SF_CONN_TIMEDOUT;
 		else
@@ -182,6 +191,7 @@ int sf_conn_connect_next(struct sf_conn *c, int err)
 	}
 	if (c->up < 0)
 		return err;
+	sf_ctr_add(&up_ctr(c, c->up)->failures, 1, c->w->ctr_shared);
 	if (err == -ETIMEDOUT)
 		c->flags |= SF_CONN_TIMEDOUT;
 	else
@@ -238,7 +248,10 @@ int sf_conn_connected(struct sf_conn *c)
 	const struct sf_policy *p = c->rule->pol;
 
 	sf_upstream_ok(u);
-	SF_ATOMIC_ADD(u->active, 1);
+	/* The shared count, a locked add, only where leastconn reads it. */
+	if (p->balance == SF_BAL_LEASTCONN)
+		SF_ATOMIC_ADD(u->active, 1);
+	sf_ctr_add_rel(&up_ctr(c, c->up)->opened, 1, c->w->ctr_shared);
 	c->flags |= SF_CONN_UP;
 	c->flags &= ~SF_CONN_TIMEDOUT;
 	/* The client socket inherited keepalive from its listener. */
@@ -335,29 +348,33 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	}
 }
 
-/* Fold the connection into its worker's and rule's counters, log, let go. */
+/*
+ * Fold the connection into its worker's counters (its bytes were counted
+ * in its rule's as they moved), log, let go.
+ */
 static void conn_finish(struct sf_conn *c, int reason, int side, int err, int reset)
 {
 	struct sf_worker *w = c->w;
 	struct sf_rule *r = c->rule;
+	int sh = w->ctr_shared;
 
 	c->flags |= SF_CONN_CLOSED;
-	SF_ATOMIC_ADD(w->stats.closed, 1);
+	sf_ctr_add(&w->stats.closed, 1, sh);
 	if (reset)
-		SF_ATOMIC_ADD(w->stats.resets, 1);
+		sf_ctr_add(&w->stats.resets, 1, sh);
+	sf_ctr_add(&w->stats.bytes[0], c->bytes[0], sh);
+	sf_ctr_add(&w->stats.bytes[1], c->bytes[1], sh);
+	sf_ctr_add(&w->stats.spliced[0], c->spliced[0], sh);
+	sf_ctr_add(&w->stats.spliced[1], c->spliced[1], sh);
 	if (reason == SF_R_STOP)
-		SF_ATOMIC_ADD(w->stats.stopped, 1);
-	SF_ATOMIC_ADD(w->stats.bytes[0], c->bytes[0]);
-	SF_ATOMIC_ADD(w->stats.bytes[1], c->bytes[1]);
-	SF_ATOMIC_ADD(w->stats.spliced[0], c->spliced[0]);
-	SF_ATOMIC_ADD(w->stats.spliced[1], c->spliced[1]);
-	SF_ATOMIC_ADD(r->stats.closed[reason], 1);
-	SF_ATOMIC_ADD(r->stats.bytes[0], c->bytes[0]);
-	SF_ATOMIC_ADD(r->stats.bytes[1], c->bytes[1]);
-	SF_ATOMIC_ADD(r->stats.spliced[0], c->spliced[0]);
-	SF_ATOMIC_ADD(r->stats.spliced[1], c->spliced[1]);
-	if (c->flags & SF_CONN_UP)
-		SF_ATOMIC_SUB(r->ups[c->up].active, 1);
+		sf_ctr_add(&w->stats.stopped, 1, sh);
+	if (c->flags & SF_CONN_UP) {
+		if (r->pol->balance == SF_BAL_LEASTCONN)
+			SF_ATOMIC_SUB(r->ups[c->up].active, 1);
+		sf_ctr_add_rel(&up_ctr(c, c->up)->closed, 1, sh);
+	}
+	/* Last of the counters: a reader that sees the close sees the rest. */
+	sf_ctr_add_rel(&c->ctr->closed[reason], 1, sh);
 	sf_rule_release(r);
 	free(c->hdr);
 	c->hdr = NULL;

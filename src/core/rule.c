@@ -17,6 +17,7 @@
 #include "sockfwd/net.h"
 #include "sockfwd/rule.h"
 #include "sockfwd/systemd.h"
+#include "sockfwd/stats.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -127,6 +128,22 @@ static int build_acl(const struct sf_policy *p, struct sf_rule *r)
 		return -ENOMEM;
 	if (p->ndeny > 0 && (r->deny = sf_cidrset_new(p->deny, p->ndeny)) == NULL)
 		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Point r and its upstreams at their counters, found by name (and label)
+ * so that a rule kept across a reload goes on counting.
+ */
+static int attach_stats(struct sf_rule *r, unsigned nworkers)
+{
+	unsigned i;
+
+	if ((r->st = sf_stats_rule_get(r->name, nworkers)) == NULL)
+		return -ENOMEM;
+	for (i = 0; i < r->nups; i++)
+		if ((r->ups[i].st = sf_stats_up_get(r->st, r->ups[i].label)) == NULL)
+			return -ENOMEM;
 	return 0;
 }
 
@@ -262,6 +279,10 @@ int sf_gen_build(struct sf_config *cfg, unsigned nworkers, struct sf_gen **out, 
 	}
 	if ((rc = check_duplicates(cfg, g, err, errlen)) < 0)
 		goto fail_rc;
+	/* Last, so that a file with a mistake creates no counters. */
+	for (i = 0; i < g->nrules; i++)
+		if ((rc = attach_stats(&g->rules[i], nworkers)) < 0)
+			goto fail_rc;
 	*out = g;
 	return 0;
 nomem:

@@ -20,6 +20,7 @@ int sf_worker_init(struct sf_worker *w, unsigned id, const struct sf_engine *eng
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->engine = engine;
+	w->ctr_shared = engine->conn_threads;
 	w->buffer_size = buffer_size;
 	w->pipe_size = pipe_size;
 	w->cmdfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

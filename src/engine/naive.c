@@ -501,4 +501,5 @@ const struct sf_engine sf_engine_naive = {
 	.probe = NULL,
 	.run = nv_run,
 	.stop = sf_worker_stop,
+	.conn_threads = 1,
 };

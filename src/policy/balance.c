@@ -138,7 +138,6 @@ void sf_upstream_failed(const struct sf_rule *r, struct sf_upstream *u, uint64_t
 {
 	unsigned max = r->pol->max_fails;
 
-	SF_ATOMIC_ADD(u->failures, 1);
 	if (max == 0)
 		return; /* max_fails 0: never marked down */
 	if (SF_ATOMIC_ADD(u->fails, 1) + 1 >= max) {
