@@ -291,6 +291,7 @@ static int serve(struct sf_main *m, sigset_t *sigs)
 			if (m->gen->cfg.drain_timeout_ms == 0)
 				return 0;
 			sf_sd_stopping(); /* at the start of the drain, not its end */
+			sf_metrics_draining();
 			return sf_drain_run(&m->drain, m->workers, m->nworkers,
 					    m->gen->cfg.drain_timeout_ms, sigs);
 		default:

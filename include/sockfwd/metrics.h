@@ -36,6 +36,12 @@ int sf_metrics_start(struct sf_gen *gen, const char *engine, char *err, size_t e
 /* Export g from now on (after a reload; a reference is taken). */
 void sf_metrics_publish(struct sf_gen *g);
 
+/*
+ * A drain started: /health answers 503 "draining" from now on, while
+ * /metrics goes on serving until sf_metrics_stop.
+ */
+void sf_metrics_draining(void);
+
 /* Stop serving, close the socket, drop the reference. */
 void sf_metrics_stop(void);
 

@@ -446,8 +446,15 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, cha
 	return ret;
 }
 
+/* Set once a drain starts: /health answers 503 from then on. */
+static int mx_draining;
+
+void sf_metrics_draining(void) { __atomic_store_n(&mx_draining, 1, __ATOMIC_RELAXED); }
+
 /*
- * Every request: GET (or HEAD) /metrics and /health; anything else 404.
+ * Every request: GET (or HEAD) /metrics and /health (200 while serving,
+ * 503 once draining, so a load balancer stops sending clients before the
+ * listeners close); anything else 404.
  * A GET is answered at the second call, once its headers are complete:
  * a response queued at the first one makes libmicrohttpd close the
  * connection, where a scraper would keep it alive. Other methods are
@@ -458,7 +465,8 @@ static enum MHD_Result mx_handle(void *cls, struct MHD_Connection *conn, const c
 				 const char *method, const char *version, const char *upload_data,
 				 size_t *upload_data_size, void **req_cls)
 {
-	static char ok[] = "ok\n", notfound[] = "not found\n", oom[] = "out of memory\n";
+	static char ok[] = "ok\n", notfound[] = "not found\n", oom[] = "out of memory\n",
+		    draining[] = "draining\n";
 	static int seen;
 	int get = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
 		  strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -477,8 +485,12 @@ static enum MHD_Result mx_handle(void *cls, struct MHD_Connection *conn, const c
 				       0, "text/plain");
 		return respond(conn, MHD_HTTP_OK, text, len, 1, SF_EXPO_CONTENT_TYPE);
 	}
-	if (get && strcmp(url, "/health") == 0)
+	if (get && strcmp(url, "/health") == 0) {
+		if (__atomic_load_n(&mx_draining, __ATOMIC_RELAXED))
+			return respond(conn, MHD_HTTP_SERVICE_UNAVAILABLE, draining,
+				       sizeof(draining) - 1, 0, "text/plain");
 		return respond(conn, MHD_HTTP_OK, ok, sizeof(ok) - 1, 0, "text/plain");
+	}
 	return respond(conn, MHD_HTTP_NOT_FOUND, notfound, sizeof(notfound) - 1, 0, "text/plain");
 }
 

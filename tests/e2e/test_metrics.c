@@ -830,3 +830,51 @@ Test(metrics, example_rules_and_config, .timeout = 60)
 	run_ok("promtool check rules docs/examples/sockfwd-alerts.yml 2>&1");
 	run_ok("promtool check config docs/examples/prometheus.yml 2>&1");
 }
+
+/*
+ * A drain: /health turns 503 "draining" so a load balancer stops sending
+ * clients, /metrics goes on answering with the connection still open, and
+ * the process exits 0 once that connection ends.
+ */
+Test(metrics, health_while_draining, .timeout = 60)
+{
+	struct fwd_opts o = { .no_probe = 1 };
+	struct http_resp r;
+	char maddr[64], remote[64], s[128];
+	struct srv echo;
+	struct fwd f;
+	int mport, fd, status = 0;
+
+	srv_start(&echo, AF_INET, SRV_ECHO, 0, 0);
+	mport = metrics_port(maddr, sizeof(maddr));
+	o.remote = srv_addr(&echo, remote, sizeof(remote));
+	o.extra[0] = "--metrics";
+	o.extra[1] = maddr;
+	o.extra[2] = "--drain-timeout";
+	o.extra[3] = "30s";
+	fwd_start(&f, &o);
+
+	fd = tcp_connect(AF_INET, f.port);
+	echo_roundtrip(fd, 7, 1000);
+	http_req(mport, "GET", "/health", &r);
+	cr_assert_eq(r.status, 200, "GET /health before the drain: %d", r.status);
+	http_free(&r);
+	sys_assert(kill(f.pid, SIGTERM) == 0, "kill SIGTERM");
+	for (int i = 0; i < 500 && status != 503; i++) {
+		http_req(mport, "GET", "/health", &r);
+		status = r.status;
+		http_free(&r);
+		if (status != 503)
+			sleep_ms(20);
+	}
+	cr_assert_eq(status, 503, "GET /health while draining: %d", status);
+	wait_metric(mport, series1(s, sizeof(s), "sockfwd_connections_active", "default"), 1);
+	/* The drained connection still forwards, then ends the drain. */
+	echo_roundtrip(fd, 8, 1000);
+	close(fd);
+	cr_assert(fwd_wait(&f, 10000), "still running after its last connection ended%s",
+		  fwd_note());
+	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "exit status %#x", f.status);
+	fwd_release(&f);
+	srv_stop(&echo);
+}
