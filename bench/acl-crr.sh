@@ -11,7 +11,11 @@ set -eu
 B=${1:-build}
 ROUNDS=${2:-6}
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# Background forwarders and servers hold the lock's descriptor: never leave
+# one behind (a failed step would keep the next run waiting on the lock).
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
+# Build what is missing (or stale) in that tree first.
+make -s --no-print-directory B="$B" "$B/sockfwd" "$B/sfload" >&2
 exec 9>/tmp/sockfwd-bench.lock
 flock 9
 python3 - "$T" <<'PY'

@@ -19,7 +19,11 @@ B=${1:-build}
 ROUNDS=${2:-10}
 SECS=${3:-5}
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+# Background forwarders and servers hold the lock's descriptor: never leave
+# one behind (a failed step would keep the next run waiting on the lock).
+trap 'rc=$?; kill $(jobs -p) 2>/dev/null; rm -rf "$T"; exit $rc' EXIT
+# Build what is missing (or stale) in that tree first.
+make -s --no-print-directory B="$B" "$B/sockfwd" "$B/sfload" >&2
 exec 9>/tmp/sockfwd-bench.lock
 flock 9
 
