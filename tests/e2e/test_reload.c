@@ -58,12 +58,23 @@ static void same_sockets(struct fwd *f, int port, int n, const unsigned long *in
 		  reload, port, m, now[0], n, ino[0]);
 }
 
-/* SIGHUP, then wait until port listens (the reload has been applied). */
+/*
+ * SIGHUP, then wait until port listens and main has logged "reloaded":
+ * the port listens as soon as main opened it, but only the log line says
+ * every worker serves the new rules (before it, a client of a changed
+ * rule may still meet the old one).
+ */
 static void reload_until_listening(struct fwd *f, int port)
 {
+	int before = fwd_log_count(f, "reloaded ", NULL);
+
 	fwd_assert_alive(f);
 	sys_assert(kill(f->pid, SIGHUP) == 0, "kill SIGHUP");
 	fwd_wait_port(f, port, 1, RELOAD_MS);
+	for (int i = 0; i < RELOAD_MS / 10 && fwd_log_count(f, "reloaded ", NULL) <= before; i++)
+		sleep_ms(10);
+	cr_assert_gt(fwd_log_count(f, "reloaded ", NULL), before,
+		     "no 'reloaded' line within %d ms of SIGHUP", RELOAD_MS);
 }
 
 /* ---- the client loop (a thread: no assertions) ---- */
