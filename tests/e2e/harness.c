@@ -160,6 +160,26 @@ const char *fwd_bin(void)
 	return b && *b ? b : "build/sockfwd";
 }
 
+int fwd_outputs(struct fwd *f)
+{
+	int devnull;
+
+	memset(f, 0, sizeof(*f));
+	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
+	sys_assert(f->out_fd >= 0, "memfd_create");
+	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
+	sys_assert(f->err_fd >= 0, "memfd_create");
+	/*
+	 * O_APPEND: a memfd's shared file offset is not updated atomically, so
+	 * lines written by two threads at once could land on the same offset.
+	 */
+	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	sys_assert(devnull >= 0, "open /dev/null");
+	return devnull;
+}
+
 /* In the child between fork and exec: async-signal-safe calls only. */
 static void child_exec(const char *bin, char *const *args, int devnull, int out, int err,
 		       rlim_t nofile, pid_t parent)
@@ -204,20 +224,7 @@ void fwd_spawn(struct fwd *f, const char *const *argv, rlim_t nofile)
 	}
 	args[n] = NULL;
 
-	memset(f, 0, sizeof(*f));
-	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
-	sys_assert(f->out_fd >= 0, "memfd_create");
-	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
-	sys_assert(f->err_fd >= 0, "memfd_create");
-	/*
-	 * O_APPEND: a memfd's shared file offset is not updated atomically, so
-	 * lines written by two threads at once could land on the same offset.
-	 */
-	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
-	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
-	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	sys_assert(devnull >= 0, "open /dev/null");
-
+	devnull = fwd_outputs(f);
 	f->pid = fork();
 	sys_assert(f->pid >= 0, "fork");
 	if (f->pid == 0)

@@ -118,6 +118,13 @@ const char *fwd_bin(void);
 void fwd_spawn(struct fwd *f, const char *const *argv, rlim_t nofile);
 
 /*
+ * Zero f and give it its stdout and stderr memfds (O_APPEND); returns a
+ * /dev/null descriptor for the child's stdin, for the caller to close
+ * after fork. What every spawner of a forwarder starts with.
+ */
+int fwd_outputs(struct fwd *f);
+
+/*
  * Start sockfwd on a free loopback port and wait until a TCP connect to it
  * succeeds. Retries with another port when it exits because the address
  * is in use; fails the test with its stderr on any other exit.

@@ -60,20 +60,12 @@ void fwd_spawn_opts(struct fwd *f, const char *const *argv, const struct spawn_o
 	}
 	args[n] = NULL;
 
-	memset(f, 0, sizeof(*f));
-	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
-	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
-	sys_assert(f->out_fd >= 0 && f->err_fd >= 0, "memfd_create");
-	/* As fwd_spawn: threads append, never overwrite each other. */
-	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
-	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
+	devnull = fwd_outputs(f);
 	if (o->journal) {
 		sys_assert(fstat(f->err_fd, &st) == 0, "fstat");
 		snprintf(journal, sizeof(journal), "%llu:%llu", (unsigned long long)st.st_dev,
 			 (unsigned long long)st.st_ino);
 	}
-	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	sys_assert(devnull >= 0, "open /dev/null");
 	f->pid = fork();
 	sys_assert(f->pid >= 0, "fork");
 	if (f->pid == 0)

@@ -137,16 +137,8 @@ static void sd_spawn(struct fwd *f, const struct sd_child *c)
 	}
 	envp[n] = NULL;
 
-	memset(f, 0, sizeof(*f));
+	devnull = fwd_outputs(f);
 	f->family = AF_INET;
-	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
-	sys_assert(f->out_fd >= 0, "memfd_create");
-	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
-	sys_assert(f->err_fd >= 0, "memfd_create");
-	sys_assert(fcntl(f->out_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
-	sys_assert(fcntl(f->err_fd, F_SETFL, O_APPEND) == 0, "fcntl O_APPEND");
-	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	sys_assert(devnull >= 0, "open /dev/null");
 	f->pid = fork();
 	sys_assert(f->pid >= 0, "fork");
 	if (f->pid == 0)
