@@ -69,7 +69,7 @@ struct sf_rule {
 	unsigned weight_sum;		 /* of the non-backup upstreams */
 	struct sf_cidrset *allow, *deny; /* NULL: no list */
 	unsigned rr;			 /* round-robin cursor */
-	uint64_t active;		 /* connections open, for max_conns */
+	uint64_t active;		 /* connections open; counted only with max_conns */
 	struct sf_stats_rule *st;	 /* its counters (stats.h) */
 };
 

@@ -542,10 +542,12 @@ int sf_rule_reserve(struct sf_rule *r)
 	unsigned max = r->pol->max_conns;
 	uint64_t cur;
 
-	if (max == 0) {
-		SF_ATOMIC_ADD(r->active, 1);
+	/*
+	 * Without a limit nothing reads the count: no locked add on a cache
+	 * line every worker shares, per accept.
+	 */
+	if (max == 0)
 		return 1;
-	}
 	cur = SF_ATOMIC_GET(r->active);
 	do {
 		if (cur >= max)
@@ -555,7 +557,12 @@ int sf_rule_reserve(struct sf_rule *r)
 	return 1;
 }
 
-void sf_rule_release(struct sf_rule *r) { SF_ATOMIC_SUB(r->active, 1); }
+void sf_rule_release(struct sf_rule *r)
+{
+	/* The policy of a generation never changes: as sf_rule_reserve counted. */
+	if (r->pol->max_conns != 0)
+		SF_ATOMIC_SUB(r->active, 1);
+}
 
 int sf_rule_allows(const struct sf_rule *r, const struct sockaddr *sa)
 {
