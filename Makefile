@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
 
-.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan tsan install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -108,6 +108,16 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
 		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e
+
+# ThreadSanitizer: the forwarder built with -fsanitize=thread, driven by the
+# end-to-end suite with two workers, then four (tools/run-tsan.sh; the test
+# binary stays a normal build: Criterion aborts under TSan). Any report fails.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+
+tsan: deps-test $(B)/test_e2e
+	$(Q)$(MAKE) --no-print-directory B=build/tsan EXTRA_CFLAGS='$(TSAN_FLAGS)' \
+		LDFLAGS='-fsanitize=thread $(LDFLAGS)' build/tsan/sockfwd
+	tools/run-tsan.sh build/tsan/sockfwd $(B)/test_e2e $(TEST_ARGS)
 
 deps:
 	tools/install-deps.sh build
