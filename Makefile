@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
 
-.PHONY: deps-build all test test-unit test-e2e check-man asan tsan install uninstall deb clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -118,6 +118,24 @@ tsan: deps-test $(B)/test_e2e
 	$(Q)$(MAKE) --no-print-directory B=build/tsan EXTRA_CFLAGS='$(TSAN_FLAGS)' \
 		LDFLAGS='-fsanitize=thread $(LDFLAGS)' build/tsan/sockfwd
 	tools/run-tsan.sh build/tsan/sockfwd $(B)/test_e2e $(TEST_ARGS)
+
+# Coverage: unit and end-to-end suites on a --coverage build (build/cov),
+# every forwarder the tests start adding its counts; lcov then writes line
+# and branch coverage of src/ to build/cov/html/index.html and prints the
+# totals. Fails when a test fails (the report is still written).
+COV_FLAGS := -O0 -g --coverage
+LCOV      := lcov --quiet --rc lcov_branch_coverage=1
+
+coverage:
+	@tools/install-deps.sh --check coverage >/dev/null 2>&1 || tools/install-deps.sh coverage
+	rm -rf build/cov
+	$(Q)rc=0; $(MAKE) --no-print-directory B=build/cov EXTRA_CFLAGS='$(COV_FLAGS)' \
+		LDFLAGS='--coverage $(LDFLAGS)' test-unit test-e2e || rc=1; \
+	$(LCOV) --capture --directory build/cov --output-file build/cov/all.info && \
+	$(LCOV) --extract build/cov/all.info '$(CURDIR)/src/*' --output-file build/cov/src.info && \
+	genhtml --quiet --branch-coverage --output-directory build/cov/html build/cov/src.info && \
+	$(LCOV) --summary build/cov/src.info && \
+	echo "coverage: build/cov/html/index.html" && exit $$rc
 
 deps:
 	tools/install-deps.sh build

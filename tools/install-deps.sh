@@ -9,6 +9,7 @@
 #           deb    what `make deb` needs: build + uring (debian/control's
 #                  Build-Depends), mandoc, dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
+#           coverage  test + lcov (make coverage)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
 #
@@ -31,6 +32,7 @@ pkgs_for() {
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
+	coverage) echo "$(pkgs_for test) lcov" ;;
 	*) return 1 ;;
 	esac
 }
