@@ -49,7 +49,7 @@ B ?= build
 FLAGS_STAMP := $(B)/.flags
 
 .PHONY: bench bench-full deps-bench
-FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
 .PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
 
@@ -120,11 +120,15 @@ deps-build:
 	@tools/install-deps.sh --check build >/dev/null 2>&1 || tools/install-deps.sh build
 
 # The bench suite (bench/README.md): every engine and the peers installed,
-# on the same load in one run. The load generator is tools/sfload.c.
-$(B)/sfload: tools/sfload.c $(FLAGS_STAMP)
-	@mkdir -p $(B)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_LDLIBS) -lm
+# on the same load in one run. The load generator is tools/sfload/.
+# sfload's modules (tools/sfload/sfload.h): main, util, stats, the TCP
+# server and workloads (tcp_*), the UDP ones (udp_*).
+SRC_SFLOAD := $(wildcard tools/sfload/*.c)
+OBJ_SFLOAD := $(SRC_SFLOAD:%.c=$(B)/%.o)
+
+$(B)/sfload: $(OBJ_SFLOAD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lm
 
 deps-bench:
 	@tools/install-deps.sh --check build bench >/dev/null 2>&1 || tools/install-deps.sh build bench
