@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man check-sfload asan install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -89,7 +89,7 @@ TEST_JOBS ?= 2
 E2E_JOBS  ?= 1
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man check-sfload
 
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
@@ -101,6 +101,11 @@ test-e2e: $(B)/sockfwd $(B)/test_e2e
 # every key of the config loader in sockfwd.conf(5), examples that load.
 check-man: $(B)/sockfwd
 	tools/check-man.sh $(B)/sockfwd
+
+# The bench's load generator against its own servers: UDP counts by
+# sequence number, the TCP workloads still run (a few seconds).
+check-sfload: $(B)/sfload
+	tools/check-sfload.sh $(B)/sfload
 
 # Sanitizers: a separate tree so normal objects are never mixed in.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

@@ -30,27 +30,29 @@
 #include <unistd.h>
 
 #include "sfload.h"
+#include "udp.h"
 
 /* A subcommand: its name, its function and the stream directions it takes. */
 struct command {
 	const char *name;
 	int (*run)(struct opts *);
 	unsigned dirs; /* bit (1 << DIR_*) per direction -d accepts */
+	int udp;       /* -s is a datagram size: 16 to 65507 */
 };
 
 static int run_serve(struct opts *o) { return cmd_serve(o); }
 static int run_udp_serve(struct opts *o) { return cmd_udp_serve(o); }
 
 static const struct command commands[] = {
-	{ "serve", run_serve, 0 },
-	{ "stream", cmd_stream, 1u << DIR_C2S | 1u << DIR_S2C },
-	{ "crr", cmd_crr, 0 },
-	{ "rr", cmd_rr, 0 },
-	{ "idle", cmd_idle, 0 },
-	{ "udp-serve", run_udp_serve, 0 },
-	{ "udp-stream", cmd_udp_stream, 1u << DIR_C2S | 1u << DIR_ECHO },
-	{ "udp-rr", cmd_udp_rr, 0 },
-	{ "udp-sessions", cmd_udp_sessions, 0 },
+	{ "serve", run_serve, 0, 0 },
+	{ "stream", cmd_stream, 1u << DIR_C2S | 1u << DIR_S2C, 0 },
+	{ "crr", cmd_crr, 0, 0 },
+	{ "rr", cmd_rr, 0, 0 },
+	{ "idle", cmd_idle, 0, 0 },
+	{ "udp-serve", run_udp_serve, 0, 1 },
+	{ "udp-stream", cmd_udp_stream, 1u << DIR_C2S | 1u << DIR_ECHO, 1 },
+	{ "udp-rr", cmd_udp_rr, 0, 1 },
+	{ "udp-sessions", cmd_udp_sessions, 0, 1 },
 };
 
 static void __attribute__((noreturn)) usage(void)
@@ -147,6 +149,10 @@ static void parse_opts(int argc, char **argv, const struct command *cmd, struct 
 	    o->rate > 1e8 || o->batch == 0 || o->batch > 1024 || o->window == 0 ||
 	    o->window > 65536)
 		usage();
+	if (cmd->udp && o->size != 0 && (o->size < UDP_MIN_SIZE || o->size > UDP_MAX_SIZE)) {
+		fprintf(stderr, "sfload: -s %zu: a datagram is 16 to 65507 bytes\n", o->size);
+		exit(2);
+	}
 }
 
 int main(int argc, char **argv)
