@@ -112,7 +112,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
-		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e
+		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e check-sfload
 
 deps:
 	tools/install-deps.sh build

@@ -157,6 +157,16 @@ static void ex_init(struct exrun *r, const struct opts *o, unsigned nslots)
 	}
 }
 
+/* Release what ex_init() set up (the slots' sockets are closed already). */
+static void ex_free(struct exrun *r)
+{
+	close(r->ep);
+	free(r->slots);
+	free(r->req);
+	free(r->rbuf);
+	lat_free(&r->lat);
+}
+
 /*
  * Wait for events until deadline and call done(r, slot, result) for each
  * slot whose step finished (result 1) or failed (-1). Returns when the
@@ -267,6 +277,7 @@ int cmd_crr(struct opts *o)
 	for (unsigned i = 0; i < o->n; i++)
 		ex_close(&r, &r.slots[i]);
 	ex_report(&r, "crr", t0, t1, cpu_s() - cpu0);
+	ex_free(&r);
 	return r.done > 0 ? 0 : 1;
 }
 
@@ -354,6 +365,7 @@ int cmd_rr(struct opts *o)
 		cpu0 = cpu_s();
 		rr_single(&r, o, &t0, &t1);
 		ex_report(&r, "rr", t0, t1, cpu_s() - cpu0);
+		ex_free(&r);
 		return r.errors ? 1 : 0;
 	}
 	/* Connect and do one exchange each before measuring. */
@@ -390,6 +402,7 @@ int cmd_rr(struct opts *o)
 	ex_report(&r, "rr", t0, t1, cpu_s() - cpu0);
 	for (unsigned i = 0; i < o->n; i++)
 		ex_close(&r, &r.slots[i]);
+	ex_free(&r);
 	return r.errors ? 1 : 0;
 }
 
@@ -487,5 +500,6 @@ int cmd_idle(struct opts *o)
 	       "\"errors\": %llu, \"open_seconds\": %.3f, \"gen_cpu_s\": %.3f}\n",
 	       o->n, (unsigned long long)held, (unsigned long long)ok, (unsigned long long)r.errors,
 	       open_s, cpu_s() - cpu0);
+	ex_free(&r);
 	return ok == o->n ? 0 : 1;
 }

@@ -123,6 +123,7 @@ struct ustream {
 	struct mmsghdr *msgs, *rmsgs;
 	struct iovec *iov, *riov;
 	char *bufs, *rbufs;
+	size_t stride; /* buffer to buffer: a multiple of 8, so headers are aligned */
 	uint64_t sent, send_errors;
 	uint64_t received, reordered, bad, max_seq;
 };
@@ -142,18 +143,20 @@ static void ustream_init(struct ustream *st, struct opts *o)
 	st->rmsgs = calloc(o->batch, sizeof(*st->rmsgs));
 	st->iov = calloc(o->batch, sizeof(*st->iov));
 	st->riov = calloc(o->batch, sizeof(*st->riov));
-	st->bufs = malloc(o->batch * sz);
-	st->rbufs = malloc(o->batch * (sz + 1));
+	st->stride = (sz + 1 + 7) & ~(size_t)7;
+	st->bufs = malloc(o->batch * st->stride);
+	st->rbufs = malloc(o->batch * st->stride);
 	if (!st->msgs || !st->rmsgs || !st->iov || !st->riov || !st->bufs || !st->rbufs)
 		die("malloc");
 	for (unsigned i = 0; i < o->batch; i++) {
 		/* The payload is seq 0's pattern; only the header changes. */
-		udp_fill(st->bufs + i * sz, sz, o->dir == DIR_ECHO ? UDP_ECHO : UDP_SINK, 0);
-		st->iov[i].iov_base = st->bufs + i * sz;
+		udp_fill(st->bufs + i * st->stride, sz, o->dir == DIR_ECHO ? UDP_ECHO : UDP_SINK,
+			 0);
+		st->iov[i].iov_base = st->bufs + i * st->stride;
 		st->iov[i].iov_len = sz;
 		st->msgs[i].msg_hdr.msg_iov = &st->iov[i];
 		st->msgs[i].msg_hdr.msg_iovlen = 1;
-		st->riov[i].iov_base = st->rbufs + i * (sz + 1);
+		st->riov[i].iov_base = st->rbufs + i * st->stride;
 		st->riov[i].iov_len = sz + 1; /* a longer echo shows as bad, not cut */
 		st->rmsgs[i].msg_hdr.msg_iov = &st->riov[i];
 		st->rmsgs[i].msg_hdr.msg_iovlen = 1;

@@ -37,7 +37,8 @@ struct userver {
 	uint64_t datagrams, echoed, echo_dropped, sunk, queries, bad, untracked;
 };
 
-static char us_bufs[US_BATCH][UDP_MAX_SIZE + 1];
+/* Rows a multiple of 8 bytes long: each datagram's header stays aligned. */
+static char us_bufs[US_BATCH][(UDP_MAX_SIZE + 1 + 7) & ~7] __attribute__((aligned(8)));
 
 /*
  * Find (or with create, add) the counts of source sa. Returns NULL when
