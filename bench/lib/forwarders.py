@@ -122,10 +122,19 @@ class Sockfwd(Forwarder):
     def probe_udp(self):
         """Find out whether this engine of this binary forwards UDP (`-u`); set protocols.
 
-        Starts `sockfwd -u` for half a second: a build without UDP, or an
+        A build whose `-V` says "udp: ENGINES" answers directly. Otherwise
+        start `sockfwd -u` for half a second: a build without UDP, or an
         engine that does not serve it, exits at once (usage error, exit 2)
         and its message becomes no_udp.
         """
+        listed = version_list(run_cmd([self.binary, "-V"]), "udp")
+        if listed is not None:
+            if self.engine in listed:
+                self.protocols = ("tcp", "udp")
+            else:
+                self.no_udp = (f"engine {self.engine} does not serve UDP "
+                               f"(`sockfwd -V`: udp: {' '.join(listed) or 'none'})")
+            return
         ports = []
         for _ in range(2):
             with socket.socket(type=socket.SOCK_DGRAM) as s:
@@ -253,12 +262,26 @@ class Socat(Forwarder):
                 f"TCP:127.0.0.1:{upstream},nodelay"]
 
 
+def version_list(out, key):
+    """The names after "KEY:" in a `sockfwd -V` line, up to ";" or ")"; None without KEY.
+
+    "sockfwd 0.1.0 (engines: naive epoll splice; udp: epoll splice)" gives
+    [naive, epoll, splice] for engines and [epoll, splice] for udp; a build
+    from before UDP has no "udp:" part.
+    """
+    line = out.splitlines()[0] if out else ""
+    if f"{key}:" not in line:
+        return None
+    return line.split(f"{key}:", 1)[1].split(";", 1)[0].split(")", 1)[0].split()
+
+
 def sockfwd_engines(binary):
     """Return the engines `sockfwd -V` lists."""
     out = run_cmd([binary, "-V"])
-    if "engines:" not in out:
+    engines = version_list(out, "engines")
+    if engines is None:
         sys.exit(f"bench: cannot read the engines from `{binary} -V`: {out!r}")
-    return out.split("engines:", 1)[1].strip(" )\n").split()
+    return engines
 
 
 def peers_installed():
