@@ -55,8 +55,8 @@ IDLE_CAP = {"sockfwd-naive": 4000, "socat": 200}
 # 1,400 B), well below what any forwarder here saturates at, where the
 # target is no loss at all; sources of udp-sessions spread over
 # 127.65.x.y; first datagrams in flight at once; sessions held where
-# 10,000 would be unsafe (socat forks a process per session; naive may
-# take a thread per session).
+# 10,000 would be unsafe (socat forks a process per session; sockfwd's
+# naive engine serves UDP from one event loop, no thread per session).
 UDP_SIZES = (64, 1400)
 UDP_BATCH = 32
 UDP_PACED_PPS = 20000
@@ -64,7 +64,7 @@ UDP_PACED_SIZE = 1400
 UDP_RR_SIZE = 64
 UDP_SRC_ADDRS = 256
 UDP_WINDOW = 64
-UDP_SESSIONS_CAP = {"sockfwd-naive": 4000, "socat": 200}
+UDP_SESSIONS_CAP = {"socat": 200}
 
 # A baseline build's entries are named ENTRY@LABEL (sockfwd-splice@old).
 LABEL_SEP = "@"

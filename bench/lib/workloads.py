@@ -32,8 +32,7 @@ def udp_sessions_target(prof, name):
     """Sessions to open in udp_sessions for forwarder name.
 
     A session takes one descriptor in the forwarder (its upstream socket)
-    and one in the client; socat and naive have their own caps
-    (UDP_SESSIONS_CAP).
+    and one in the client; socat has its own cap (UDP_SESSIONS_CAP).
     """
     n = min(prof["udp_sessions_n"], nofile() - 400)
     return min(n, UDP_SESSIONS_CAP.get(base_name(name), n))
