@@ -63,7 +63,7 @@ serve() {
 		port=$((20000 + ($$ * 13 + try * 997) % 12000))
 		"$bin" "$1" -l "127.0.0.1:$port" >"$2" 2>/dev/null &
 		pid=$!
-		for i in $(seq 50); do
+		for _ in $(seq 50); do
 			grep -q '"ready"' "$2" 2>/dev/null && break
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
@@ -111,7 +111,7 @@ expect "udp-stream echo paced: intact, in order" \
 echoed=${recv:-0}
 
 run "udp-rr" udp-rr -c "$u" -t 0.3 -s 64
-done_=$(field "$out" done)
+done_=$(field "$out" "done")
 expect "udp-rr: round trips" "$done_ > 10 && $(field "$out" errors) == 0"
 expect "udp-rr: one sample per round trip" "$(field "$out" samples) == $done_"
 expect "udp-rr: p50 <= p99 <= max" \
@@ -154,9 +154,9 @@ expect "stream c2s: bytes" "$(field "$out" bytes) > 0 && $(field "$out" failed) 
 run "stream s2c" stream -c "$t" -t 0.2 -d s2c -n 2
 expect "stream s2c: bytes" "$(field "$out" bytes) > 0 && $(field "$out" streams) == 2"
 run "crr" crr -c "$t" -t 0.2 -n 2 -a 8 -m 500
-expect "crr: connections" "$(field "$out" done) > 0"
+expect "crr: connections" "$(field "$out" "done") > 0"
 run "rr" rr -c "$t" -t 0.2
-expect "rr: round trips" "$(field "$out" done) > 0 && $(field "$out" errors) == 0"
+expect "rr: round trips" "$(field "$out" "done") > 0 && $(field "$out" errors) == 0"
 run "idle" idle -c "$t" -n 50 -H 0 -a 4
 expect "idle: held and checked" "$(field "$out" checked_ok) == 50"
 
