@@ -566,12 +566,20 @@ static uint64_t usess_phase(struct usess *s, int first, uint64_t limit)
 {
 	struct epoll_event evs[SL_MAX_EVENTS];
 	unsigned next = 0;
+	uint64_t failed0 = s->lost + s->errors;
 
 	s->ok = 0;
 	s->head = s->tail = s->inflight = 0;
 	s->seq_base = first ? 0 : s->o->n;
 	while ((next < s->o->n || s->inflight > 0) && now_ns() < limit) {
 		int n, ms;
+
+		/* Not one answer to the first windows: the peer is gone, stop. */
+		if (s->ok == 0 && s->lost + s->errors - failed0 >= 2 * (uint64_t)s->o->window) {
+			fprintf(stderr,
+				"sfload: udp-sessions: no answers: is udp-serve reachable?\n");
+			break;
+		}
 
 		while (next < s->o->n && s->inflight < s->o->window) {
 			unsigned i = next++;
@@ -612,7 +620,7 @@ int cmd_udp_sessions(struct opts *o)
 		sleep_until(now_ns() + (uint64_t)(o->hold * 1e9));
 	if (o->wait_stdin)
 		wait_stdin_line();
-	ok = usess_phase(&s, 0, now_ns() + 30 * NS);
+	ok = held > 0 ? usess_phase(&s, 0, now_ns() + 30 * NS) : 0;
 	printf("{\"workload\": \"udp-sessions\", \"wanted\": %u, \"held\": %llu, "
 	       "\"checked_ok\": %llu, \"lost\": %llu, \"late\": %llu, \"errors\": %llu, "
 	       "\"open_seconds\": %.3f, \"rate\": %.1f, \"gen_cpu_s\": %.3f, ",
