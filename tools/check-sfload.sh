@@ -9,9 +9,9 @@
 #   unpaced c2s run reports received <= sent and a matching loss %,
 #   udp-rr's samples match its round trips, udp-sessions gets every
 #   session answered and still answering after the hold, and udp-serve's
-#   own counts at exit agree with what the clients reported; udp-rr
-#   against a port with nobody exits 1 (bounded, no hang); a datagram
-#   size out of range is a usage error (exit 2).
+#   own counts at exit agree with what the clients reported; udp-rr and
+#   udp-sessions against a port with nobody exit 1 (bounded, no hang); a
+#   datagram size out of range is a usage error (exit 2).
 # - TCP: stream (both directions), crr, rr and idle still run and report.
 # Exit 0 when all hold, else 1 with one line per problem.
 set -eu
@@ -141,6 +141,11 @@ if timeout 15 "$bin" udp-rr -c "127.0.0.1:$port" -t 0.2 >/dev/null 2>&1; then
 	fail "udp-rr against a closed port: exit 0"
 elif [ $? -ne 1 ]; then
 	fail "udp-rr against a closed port: not exit 1 (hung?)"
+fi
+if timeout 15 "$bin" udp-sessions -c "127.0.0.1:$port" -n 1000 -H 0 >/dev/null 2>&1; then
+	fail "udp-sessions against a closed port: exit 0"
+elif [ $? -ne 1 ]; then
+	fail "udp-sessions against a closed port: not exit 1 (hung?)"
 fi
 if "$bin" udp-stream -c "$u" -s 8 >/dev/null 2>&1 || [ $? -ne 2 ]; then
 	fail "udp-stream -s 8: not a usage error"
