@@ -3,8 +3,9 @@
  *
  * main.c parses the command line and runs one subcommand; util.c and
  * stats.c hold what every workload shares (clock, CPU time, addresses,
- * latency samples); tcp_*.c are the TCP server and workloads, udp_*.c the
- * UDP ones (udp.h is their wire format).
+ * latency samples); tcp_*.c are the TCP server and workloads (tcp_conn.c
+ * their sockets), udp_*.c the UDP ones (udp_conn.c their sockets, udp.h
+ * their wire format).
  */
 #ifndef SFLOAD_H
 #define SFLOAD_H

@@ -66,4 +66,13 @@ static inline int udp_check(const void *buf, size_t len, size_t want_len, uint32
 	return 1;
 }
 
+/* udp_conn.c: what the UDP client workloads share. */
+#define UC_BUF	    (4 << 20)	 /* socket buffers asked for (capped by rmem_max) */
+#define UC_REPLY_NS 200000000ull /* how long one reply (echo, report) may take */
+
+struct opts;
+int udp_socket(const struct opts *o, unsigned idx, int nonblock, int bigbuf);
+size_t udp_size(struct opts *o);
+int udp_query(int fd, struct udp_report *rep, int tries);
+
 #endif /* SFLOAD_UDP_H */
