@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: deps-build all test test-unit test-e2e check-man check-sfload asan install uninstall deb clean deps deps-test format FORCE
+.PHONY: deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -104,6 +104,7 @@ check-man: $(B)/sockfwd
 
 # The bench's load generator against its own servers: UDP counts by
 # sequence number, the TCP workloads still run (a few seconds).
+.PHONY: check-sfload
 check-sfload: $(B)/sfload
 	tools/check-sfload.sh $(B)/sfload
 
