@@ -32,10 +32,10 @@ PROFILES = {
         "idle_n": 10000,
         "idle_hold_s": 2.0,
         "udp_rounds": 5,
-        "udp_stream_s": 3.0,
-        "udp_rr_s": 5.0,
+        "udp_stream_s": 2.0,
+        "udp_rr_s": 3.0,
         "udp_sessions_n": 10000,
-        "udp_hold_s": 2.0,
+        "udp_hold_s": 1.0,
     },
 }
 
