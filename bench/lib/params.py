@@ -62,7 +62,7 @@ UDP_BATCH = 32
 UDP_PACED_PPS = 20000
 UDP_PACED_SIZE = 1400
 UDP_RR_SIZE = 64
-UDP_SRC_ADDRS = 256
+UDP_SRC_ADDRS = 10000  # a source address per session, as issue 9 says
 UDP_WINDOW = 64
 UDP_SESSIONS_CAP = {"socat": 200}
 
