@@ -49,7 +49,7 @@ B ?= build
 FLAGS_STAMP := $(B)/.flags
 
 .PHONY: bench bench-full deps-bench
-FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
 .PHONY: deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
 
@@ -89,7 +89,7 @@ TEST_JOBS ?= 2
 E2E_JOBS  ?= 1
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man check-sfload
 
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
@@ -102,12 +102,18 @@ test-e2e: $(B)/sockfwd $(B)/test_e2e
 check-man: $(B)/sockfwd
 	tools/check-man.sh $(B)/sockfwd
 
+# The bench's load generator against its own servers: UDP counts by
+# sequence number, the TCP workloads still run (a few seconds).
+.PHONY: check-sfload
+check-sfload: $(B)/sfload
+	tools/check-sfload.sh $(B)/sfload
+
 # Sanitizers: a separate tree so normal objects are never mixed in.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
-		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e
+		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e check-sfload
 
 # ThreadSanitizer: the forwarder built with -fsanitize=thread, driven by the
 # end-to-end suite with two workers, then four (tools/run-tsan.sh; the test
@@ -148,11 +154,15 @@ deps-build:
 	@tools/install-deps.sh --check build >/dev/null 2>&1 || tools/install-deps.sh build
 
 # The bench suite (bench/README.md): every engine and the peers installed,
-# on the same load in one run. The load generator is tools/sfload.c.
-$(B)/sfload: tools/sfload.c $(FLAGS_STAMP)
-	@mkdir -p $(B)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_LDLIBS) -lm
+# on the same load in one run. The load generator is tools/sfload/.
+# sfload's modules (tools/sfload/sfload.h): main, util, stats, the TCP
+# server and workloads (tcp_*), the UDP ones (udp_*).
+SRC_SFLOAD := $(wildcard tools/sfload/*.c)
+OBJ_SFLOAD := $(SRC_SFLOAD:%.c=$(B)/%.o)
+
+$(B)/sfload: $(OBJ_SFLOAD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lm
 
 deps-bench:
 	@tools/install-deps.sh --check build bench >/dev/null 2>&1 || tools/install-deps.sh build bench
