@@ -94,8 +94,14 @@ test: deps-test
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
 
-test-e2e: $(B)/sockfwd $(B)/test_e2e
+test-e2e: $(B)/sockfwd $(B)/test_e2e $(B)/libsffault.so
 	SOCKFWD_BIN=$(B)/sockfwd $(B)/test_e2e --jobs $(E2E_JOBS) $(TEST_ARGS)
+
+# The fault injection shim the e2e suite preloads into the forwarder
+# (tests/fault/fault.c): built without sanitizers, it only forwards calls.
+$(B)/libsffault.so: tests/fault/fault.c $(FLAGS_STAMP)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) -fPIC -shared -o $@ $< -ldl
 
 # The manual pages: mandoc lint clean, every option of -h in sockfwd(1),
 # every key of the config loader in sockfwd.conf(5), examples that load.
@@ -122,7 +128,7 @@ TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 
 tsan: deps-test $(B)/test_e2e
 	$(Q)$(MAKE) --no-print-directory B=build/tsan EXTRA_CFLAGS='$(TSAN_FLAGS)' \
-		LDFLAGS='-fsanitize=thread $(LDFLAGS)' build/tsan/sockfwd
+		LDFLAGS='-fsanitize=thread $(LDFLAGS)' build/tsan/sockfwd build/tsan/libsffault.so
 	tools/run-tsan.sh build/tsan/sockfwd $(B)/test_e2e $(TEST_ARGS)
 
 # Coverage: unit and end-to-end suites on a --coverage build (build/cov),
