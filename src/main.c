@@ -66,6 +66,28 @@ static int load_config(struct sf_main *m, struct sf_config *cfg, char *err, size
 	return sf_config_finish(cfg, err, errlen);
 }
 
+/*
+ * Does engine e serve every rule of g? A UDP rule needs an engine that
+ * serves UDP. Returns 0, or -EINVAL with a message naming the rule.
+ */
+static int check_engine(const struct sf_engine *e, const struct sf_gen *g, char *err, size_t errlen)
+{
+	char names[128];
+	size_t i;
+
+	for (i = 0; i < g->nrules && !e->udp; i++) {
+		if (g->rules[i].proto != SF_PROTO_UDP)
+			continue;
+		snprintf(err, errlen,
+			 "-b %s: engine %s does not serve UDP (rule '%s'); UDP rules need one of: "
+			 "%s",
+			 e->name, e->name, g->rules[i].name,
+			 sf_engine_udp_names(names, sizeof(names), ", "));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* One line per rule at start and after a reload. */
 static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 {
@@ -85,9 +107,9 @@ static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 		}
 		if (first == NULL)
 			continue;
-		sf_log_info("rule '%s': listening on %s%s, forwarding to %s%s (engine %s, %u "
+		sf_log_info("rule '%s': listening on %s%s%s, forwarding to %s%s (engine %s, %u "
 			    "thread%s)",
-			    r->name,
+			    r->name, r->proto == SF_PROTO_UDP ? "udp " : "",
 			    sf_addr_format((const struct sockaddr *)&first->addr.ss, lbuf,
 					   sizeof(lbuf)),
 			    n > 1 ? " and more" : "", r->ups[0].label,
@@ -136,7 +158,8 @@ static void reload(struct sf_main *m)
 		sf_stats_reloaded(0);
 		return;
 	}
-	if ((rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
+	if ((rc = check_engine(m->engine, g, err, sizeof(err))) < 0 ||
+	    (rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
 	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_stats_reloaded(0);
@@ -333,6 +356,8 @@ int main(int argc, char **argv)
 	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "-b %s: %s", m.engine->name, err);
 	if (sf_gen_build(&cfg, m.nworkers, &m.gen, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
+	if (check_engine(m.engine, m.gen, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
 	if (m.gen->cfg.check) {
 		printf("%s: OK (%zu rule%s, %zu listener%s)\n", m.gen->cfg.file, m.gen->nrules,
