@@ -86,6 +86,7 @@ struct sf_udp {
 	size_t mask;
 	size_t n;		  /* sessions */
 	struct sf_udp_sess *dead; /* ended in this batch of events, freed after it */
+	int epfd;		  /* its own epoll set (sf_udp_init_own), else -1 */
 	/* one batch, for recvmmsg and sendmmsg */
 	unsigned batch;
 	char *bufs; /* batch * SF_UDP_BUF */
@@ -102,6 +103,23 @@ struct sf_udp {
  */
 int sf_udp_init(struct sf_udp *u, struct sf_worker *w, struct sf_timers *timers,
 		const struct sf_udp_ops *ops, void *loop);
+
+/*
+ * For an engine without a readiness loop of its own (naive, uring): u
+ * keeps its own epoll set for its listener and session sockets, which
+ * the engine watches as one descriptor (u->epfd) and serves with
+ * sf_udp_poll; timers stay in the engine's heap. Returns 0 or -errno.
+ */
+int sf_udp_init_own(struct sf_udp *u, struct sf_worker *w, struct sf_timers *timers);
+
+/* Own epoll set: watch this worker's UDP listener sockets of g (on), or stop (off). */
+void sf_udp_listen(struct sf_udp *u, struct sf_gen *g, int on);
+
+/*
+ * Own epoll set: serve what is ready, without waiting, then free the
+ * sessions ended. Returns how many sockets were ready, or -errno.
+ */
+int sf_udp_poll(struct sf_udp *u);
 
 /* End every session (reason stop) and free u's memory. */
 void sf_udp_destroy(struct sf_udp *u);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -157,6 +158,7 @@ int sf_udp_init(struct sf_udp *u, struct sf_worker *w, struct sf_timers *timers,
 	u->timers = timers;
 	u->ops = ops;
 	u->loop = loop;
+	u->epfd = -1;
 	u->batch = UDP_BATCH;
 	/* Virtual memory: only the pages datagrams touch become resident. */
 	u->bufs = malloc((size_t)UDP_BATCH * UDP_BUF);
@@ -194,7 +196,89 @@ void sf_udp_destroy(struct sf_udp *u)
 	free(u->iov);
 	free(u->name);
 	free(u->ctl);
+	if (u->epfd >= 0)
+		close(u->epfd);
 	memset(u, 0, sizeof(*u));
+	u->epfd = -1;
+}
+
+/* ---- an epoll set of its own, for engines without a readiness loop ---- */
+
+static int own_add(void *loop, struct sf_io *io)
+{
+	struct sf_udp *u = loop;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = io };
+
+	return epoll_ctl(u->epfd, EPOLL_CTL_ADD, io->fd, &ev) < 0 ? -errno : 0;
+}
+
+static void own_del(void *loop, struct sf_io *io)
+{
+	struct sf_udp *u = loop;
+
+	epoll_ctl(u->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+static const struct sf_udp_ops own_ops = { own_add, own_del };
+
+int sf_udp_init_own(struct sf_udp *u, struct sf_worker *w, struct sf_timers *timers)
+{
+	int rc = sf_udp_init(u, w, timers, &own_ops, u);
+
+	if (rc < 0)
+		return rc;
+	/* Level-triggered, as the reactor: what a budget left wakes it again. */
+	u->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (u->epfd < 0) {
+		rc = -errno;
+		sf_udp_destroy(u);
+		return rc;
+	}
+	u->loop = u;
+	return 0;
+}
+
+static void own_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	sf_udp_on_listen(ctx, SF_CONTAINER_OF(io, struct sf_lsock, io));
+}
+
+void sf_udp_listen(struct sf_udp *u, struct sf_gen *g, int on)
+{
+	size_t i;
+
+	for (i = 0; i < g->nls; i++) {
+		struct sf_lsock *ls = &g->ls[i].socks[u->w->id];
+
+		if (g->ls[i].proto != SF_PROTO_UDP || ls->io.fd < 0)
+			continue;
+		if (!on) {
+			own_del(u, &ls->io);
+			continue;
+		}
+		ls->io.cb = own_on_listen;
+		if (own_add(u, &ls->io) < 0)
+			sf_log_warn("worker %u: cannot watch a UDP listener", u->w->id);
+	}
+}
+
+int sf_udp_poll(struct sf_udp *u)
+{
+	struct epoll_event evs[64];
+	int i, n;
+
+	do
+		n = epoll_wait(u->epfd, evs, 64, 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	for (i = 0; i < n; i++) {
+		struct sf_io *io = evs[i].data.ptr;
+
+		io->cb(u, io, evs[i].events);
+	}
+	sf_udp_reap(u);
+	return n;
 }
 
 /* ---- sessions ---- */

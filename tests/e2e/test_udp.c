@@ -1,11 +1,11 @@
 /*
- * UDP forwarding end to end, for every engine that serves it (epoll,
- * splice): datagrams echoed intact with their boundaries, many client
+ * UDP forwarding end to end, for every engine (naive, epoll, splice,
+ * uring): datagrams echoed intact with their boundaries, many client
  * addresses at once, session time-out (descriptors back to their count),
  * max-sessions eviction in LRU order, the reply's source address on a
  * wildcard listener, IPv6, an upstream port that is unreachable then
  * comes back, a flood beyond capacity, socat as a real client, and the
- * engines that refuse UDP.
+ * config and command-line rules around UDP.
  *
  * The upstream is a UDP echo server on a thread. The forwarder is ready
  * once it logs its "listening on udp" line; its counters are read from
@@ -311,12 +311,8 @@ static void echo_ok(int fd, int family, const char *dst, int port, uint64_t seed
 		     fwd_note());
 }
 
-/* Engines that serve UDP: epoll and splice (the reactor). */
-#define UDP_TEST(suite, name, to)                                                                  \
-	static void name(const char *engine);                                                      \
-	Test(suite, name##_epoll, .timeout = (to)) { name("epoll"); }                              \
-	Test(suite, name##_splice, .timeout = (to)) { name("splice"); }                            \
-	static void name(const char *engine)
+/* Every engine serves UDP. */
+#define UDP_TEST ENGINE_TEST
 
 /* ---- tests ---- */
 
@@ -690,23 +686,6 @@ UDP_TEST(udp, socat_client, 30)
 	fwd_release(&f);
 	uecho_stop(&e);
 }
-
-/* Engines without UDP refuse a UDP rule with exit 2 and a message. */
-static void refused(const char *engine)
-{
-	const char *argv[] = { "sockfwd",     "-u", "-b",	   engine, "-l",
-			       "127.0.0.1:1", "-r", "127.0.0.1:2", NULL };
-	char err[1024];
-	int st = fwd_run(argv, E2E_EXIT_MS, NULL, 0, err, sizeof(err));
-
-	cr_assert_eq(st, 2, "exit %d: %s", st, err);
-	cr_assert(strstr(err, "does not serve UDP") != NULL, "message: %s", err);
-}
-
-Test(udp, naive_refuses, .timeout = 20) { refused("naive"); }
-#ifdef SF_HAVE_URING
-Test(udp, uring_refuses, .timeout = 20) { refused("uring"); }
-#endif
 
 /*
  * A config file: a TCP rule and a UDP rule on the same port both serve;
