@@ -776,3 +776,132 @@ Test(udp, cli_errors, .timeout = 30)
 		cr_assert(strstr(err, want[i]) != NULL, "case %zu: message: %s", i, err);
 	}
 }
+
+/* SIGHUP, then wait until main has logged "reloaded" once more. */
+static void sighup(struct fwd *f)
+{
+	int before = fwd_log_count(f, "reloaded ", NULL);
+
+	fwd_assert_alive(f);
+	sys_assert(kill(f->pid, SIGHUP) == 0, "kill SIGHUP");
+	for (int i = 0; i < 1000 && fwd_log_count(f, "reloaded ", NULL) <= before; i++)
+		sleep_ms(10);
+	cr_assert_gt(fwd_log_count(f, "reloaded ", NULL), before, "no 'reloaded' line (%s)",
+		     fwd_stderr_tail(f));
+}
+
+/* A datagram from fd to port gets no answer within ms. */
+static int no_answer(int fd, int port, int ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	char in[64];
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	send_to(fd, AF_INET, NULL, port, "anyone", 6);
+	n = recv(fd, in, sizeof(in), 0);
+	tv.tv_sec = 2;
+	tv.tv_usec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return n < 0;
+}
+
+/*
+ * Reload: a session keeps the generation it began in (its upstream, even
+ * when the rule now names another), a new client gets the new rule, and
+ * when the rule is removed its sessions end and the port stops answering
+ * UDP (its TCP rule, on the same port, stays).
+ */
+UDP_TEST(udp, reload, 60)
+{
+	struct fwd_conf c = { .engine = engine, .nlisten = 1 };
+	struct uecho e1, e2;
+	struct fwd f;
+	static const char *const conf =
+		"engine = \"@E\";\nthreads = 1;\nlog_level = \"verbose\";\nrules = {\n"
+		"  t = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:9\"; };\n"
+		"  u = { protocol = \"udp\"; listen = \"127.0.0.1:@L0\"; upstream = "
+		"\"127.0.0.1:@U0\"; };\n};\n";
+	static const char *const conf_tcp =
+		"engine = \"@E\";\nthreads = 1;\nlog_level = \"verbose\";\nrules = {\n"
+		"  t = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:9\"; };\n};\n";
+	int a, b;
+
+	uecho_start(&e1, AF_INET, 0);
+	uecho_start(&e2, AF_INET, 0);
+	c.up[0] = e1.port;
+	fwd_start_conf(&f, &c, conf);
+	cr_assert(fwd_log_wait(&f, E2E_READY_MS, "listening on udp", NULL));
+	a = client(AF_INET, NULL);
+	echo_ok(a, AF_INET, NULL, c.lport[0], 1, 100);
+	cr_assert_eq(atomic_load(&e1.seen), 1);
+	/* The rule now forwards to e2: a keeps e1, a new client b gets e2. */
+	c.up[0] = e2.port;
+	conf_write(&c, conf);
+	sighup(&f);
+	echo_ok(a, AF_INET, NULL, c.lport[0], 2, 100);
+	cr_assert_eq(atomic_load(&e1.seen), 2, "the session moved to the new rule's upstream");
+	b = client(AF_INET, NULL);
+	echo_ok(b, AF_INET, NULL, c.lport[0], 3, 100);
+	cr_assert_eq(atomic_load(&e2.seen), 1);
+	cr_assert_eq(fwd_log_count(&f, "close udp", NULL), 0, "a session ended at reload");
+	/* The rule goes: both sessions end, and nothing answers on its port. */
+	conf_write(&c, conf_tcp);
+	sighup(&f);
+	cr_assert(fwd_log_wait(&f, 5000, "close udp", "reason=stop"));
+	for (int i = 0; i < 100 && fwd_log_count(&f, "close udp", "reason=stop") < 2; i++)
+		sleep_ms(20);
+	cr_assert_eq(fwd_log_count(&f, "close udp", "reason=stop"), 2);
+	cr_assert(no_answer(a, c.lport[0], 300), "a removed UDP rule still answers");
+	close(a);
+	close(b);
+	fwd_stop(&f);
+	fwd_release(&f);
+	conf_remove(&c);
+	uecho_stop(&e1);
+	uecho_stop(&e2);
+}
+
+/*
+ * Drain (SIGTERM with --drain-timeout): UDP listeners close at once and
+ * their sessions end, while a TCP connection goes on to its end.
+ */
+UDP_TEST(udp, drain, 60)
+{
+	struct fwd_conf c = { .engine = engine, .nlisten = 1 };
+	struct uecho e;
+	struct srv s;
+	struct fwd f;
+	static const char *const conf =
+		"engine = \"@E\";\nthreads = 2;\nlog_level = \"verbose\";\n"
+		"drain_timeout = \"20s\";\nrules = {\n"
+		"  t = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U1\"; };\n"
+		"  u = { protocol = \"udp\"; listen = \"127.0.0.1:@L0\"; upstream = "
+		"\"127.0.0.1:@U0\"; };\n};\n";
+	int a, t;
+
+	uecho_start(&e, AF_INET, 0);
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	c.up[0] = e.port;
+	c.up[1] = s.port;
+	fwd_start_conf(&f, &c, conf);
+	cr_assert(fwd_log_wait(&f, E2E_READY_MS, "listening on udp", NULL));
+	a = client(AF_INET, NULL);
+	echo_ok(a, AF_INET, NULL, c.lport[0], 1, 100);
+	t = tcp_connect(AF_INET, c.lport[0]);
+	echo_roundtrip(t, 5, 1000);
+	sys_assert(kill(f.pid, SIGTERM) == 0, "SIGTERM");
+	cr_assert(fwd_log_wait(&f, 5000, "close udp", "reason=stop"), "%s", fwd_stderr_tail(&f));
+	cr_assert(no_answer(a, c.lport[0], 300), "a draining forwarder still answers UDP");
+	/* The TCP connection goes on, then ends the drain. */
+	echo_roundtrip(t, 6, 1000);
+	fwd_assert_alive(&f);
+	close(t);
+	cr_assert(fwd_wait(&f, E2E_EXIT_MS), "the drain did not end with its last connection");
+	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "%s", fwd_status_str(&f));
+	close(a);
+	fwd_release(&f);
+	conf_remove(&c);
+	srv_stop(&s);
+	uecho_stop(&e);
+}
