@@ -236,6 +236,56 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 }
 
 /*
+ * The UDP rules' totals at exit, when there were any: sessions (counted
+ * as connections per rule, not in the line above), datagrams and bytes
+ * each way, drops and ICMP port unreachable answers.
+ */
+static void log_udp_totals(void)
+{
+	const struct sf_stats_rule *e;
+	struct sf_rule_sum s, t;
+	uint64_t drops = 0;
+	int any = 0, k;
+
+	memset(&t, 0, sizeof(t));
+	for (e = sf_stats_rules(); e != NULL; e = sf_stats_rule_next(e)) {
+		if (!__atomic_load_n(&e->udp, __ATOMIC_RELAXED))
+			continue;
+		any = 1;
+		sf_stats_rule_sum(e, &s);
+		t.accepted += s.accepted;
+		for (k = 0; k < 2; k++) {
+			t.dgrams[k] += s.dgrams[k];
+			t.bytes[k] += s.bytes[k];
+		}
+		for (k = 0; k < SF_UD_COUNT; k++)
+			drops += s.udp_drops[k];
+		t.udp_unreach += s.udp_unreach;
+	}
+	if (!any)
+		return;
+	{
+		const struct sf_log_kv kv[] = {
+			SF_KV_U("sessions", t.accepted),
+			SF_KV_U("datagrams_c2u", t.dgrams[0]),
+			SF_KV_U("datagrams_u2c", t.dgrams[1]),
+			SF_KV_U("bytes_c2u", t.bytes[0]),
+			SF_KV_U("bytes_u2c", t.bytes[1]),
+			SF_KV_U("dropped", drops),
+			SF_KV_U("unreachable", t.udp_unreach),
+		};
+
+		sf_log_event(SF_LOG_NORMAL, "stats_udp", kv, sizeof(kv) / sizeof(kv[0]),
+			     "stats udp: sessions=%llu datagrams=%llu/%llu c2u=%llu u2c=%llu "
+			     "dropped=%llu unreachable=%llu",
+			     (unsigned long long)t.accepted, (unsigned long long)t.dgrams[0],
+			     (unsigned long long)t.dgrams[1], (unsigned long long)t.bytes[0],
+			     (unsigned long long)t.bytes[1], (unsigned long long)drops,
+			     (unsigned long long)t.udp_unreach);
+	}
+}
+
+/*
  * --user: look the names up now, before anything listens; an unknown user
  * or group is a usage error. Unless only checking (-t), make sure the
  * switch will be allowed, and set PR_SET_NO_NEW_PRIVS while no thread
@@ -435,6 +485,7 @@ int main(int argc, char **argv)
 	/* After the joins, so connections closed by the stop count too. */
 	sf_drain_report(&m.drain, m.workers, started);
 	log_totals(m.workers, started);
+	log_udp_totals();
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)
 		exit(status);

@@ -369,7 +369,10 @@ UDP_TEST(udp, echo_sizes, 60)
 	cr_assert_eq(metric_now(mport, DGRAMS("client_to_upstream")), 15 + 64);
 	cr_assert_eq(metric_now(mport, DGRAMS("upstream_to_client")), 15 + 64);
 	close(fd);
-	fwd_stop(&f);
+	fwd_signal_wait(&f, SIGTERM);
+	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "%s", fwd_status_str(&f));
+	cr_assert_eq(fwd_log_count(&f, "stats udp: sessions=1 datagrams=79/79 ", "dropped=0"), 1,
+		     "exit line: %s", fwd_stderr_tail(&f));
 	fwd_release(&f);
 	uecho_stop(&e);
 }
