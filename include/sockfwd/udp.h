@@ -75,6 +75,7 @@ struct sf_udp_slot {
 	int ifindex;
 	size_t len;
 	int flags;
+	int gso; /* GRO: several datagrams of this segment size (the last may be shorter), else 0 */
 };
 
 struct sf_udp {

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -156,6 +157,8 @@ int sf_net_udp_bind(const struct sf_sockaddr *a)
 		goto fail;
 	/* Best effort: without it only the drop count is missing. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	/* Best effort: GRO batches are forwarded with UDP_SEGMENT (dgram/udp.c). */
+	(void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
 	if (sf_addr_is_wildcard(a)) {
 		/* [::] gets IPv4 clients' destination as a v4-mapped IPV6_PKTINFO. */
 		if (family == AF_INET6 &&

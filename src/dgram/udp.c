@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,19 @@ static void sess_on_timer(void *ctx, struct sf_timer *tm)
 static void sess_on_io(void *ctx, struct sf_io *io, uint32_t ev) { sf_udp_on_upstream(io); }
 
 /*
+ * Let the kernel coalesce a burst of datagrams of one flow into one
+ * buffer (UDP GRO), which is forwarded with UDP_SEGMENT so the datagrams
+ * come out as they went in: best effort, a kernel without it delivers
+ * them one by one.
+ */
+static void udp_gro(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+}
+
+/*
  * Open s's upstream socket: the rule's balance mode over its pool (source
  * hash keeps a client on one upstream), each resolved address in turn.
  * connect() on UDP only sets the peer, so it fails only locally (no
@@ -414,6 +428,7 @@ static int sess_connect(struct sf_udp *u, struct sf_udp_sess *s, const struct sf
 			fd = socket(a.ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				    IPPROTO_UDP);
 			if (fd >= 0 && connect(fd, (struct sockaddr *)&a.ss, a.len) == 0) {
+				udp_gro(fd);
 				s->io.fd = fd;
 				s->up = idx;
 				sf_ctr_add_rel(&up->st->w[u->w->id].opened, 1, sh);
@@ -567,6 +582,11 @@ static void slot_parse(struct sf_udp *u, struct sf_lsock *ls, unsigned i)
 			if (delta > 0 && delta < (1u << 31))
 				sf_ctr_add(&ls->l->rule->st->w[u->w->id].udp_drops[SF_UD_QUEUE],
 					   delta, u->w->ctr_shared);
+		} else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+			int gso;
+
+			memcpy(&gso, CMSG_DATA(c), sizeof(gso));
+			sl->gso = gso > 0 ? gso : 0;
 		} else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
 			struct in_pktinfo pi;
 
@@ -600,34 +620,98 @@ static void sess_touch(struct sf_udp *u, struct sf_udp_sess *s)
 	sf_lru_touch(&s->rule->udp[u->w->id].lru, &s->lru);
 }
 
-/* Send datagram i of the batch upstream on s. Returns 0, or -errno (dropped). */
-static int send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
+/* Datagrams in a buffer of len bytes coalesced by GRO into gso-byte segments (0: one). */
+static unsigned segments(size_t len, int gso)
 {
-	const void *buf = u->bufs + (size_t)i * UDP_BUF;
-	size_t len = u->slot[i].len;
-	int sh = u->w->ctr_shared, tries;
-	ssize_t n = -1;
+	if (gso <= 0 || len <= (size_t)gso)
+		return 1;
+	return (unsigned)((len + (size_t)gso - 1) / (size_t)gso);
+}
 
-	/*
-	 * An ICMP port unreachable from the upstream comes back on the next
-	 * call as ECONNREFUSED, and that datagram is not sent: count it, and
-	 * send again (the upstream may be back).
-	 */
+/* Append a UDP_SEGMENT control message for gso to msg's control buffer (room checked by caller). */
+static void add_segment_ctl(struct msghdr *msg, int gso)
+{
+	struct cmsghdr *c = (struct cmsghdr *)((char *)msg->msg_control + msg->msg_controllen);
+	uint16_t v = (uint16_t)gso;
+
+	memset(c, 0, CMSG_SPACE(sizeof(v)));
+	c->cmsg_level = SOL_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(v));
+	memcpy(CMSG_DATA(c), &v, sizeof(v));
+	msg->msg_controllen += CMSG_SPACE(sizeof(v));
+}
+
+/*
+ * sendmsg on a session's connected socket. An ICMP port unreachable from
+ * the upstream comes back on the next call as ECONNREFUSED, and that
+ * datagram is not sent: count it, and send again (the upstream may be
+ * back). Returns 0 or -errno.
+ */
+static int up_sendmsg(struct sf_udp *u, struct sf_udp_sess *s, struct msghdr *msg)
+{
+	int tries;
+
 	for (tries = 0; tries < 3; tries++) {
-		n = send(s->io.fd, buf, len, UDP_SENDFLAGS);
-		if (n >= 0)
-			break;
+		if (sendmsg(s->io.fd, msg, UDP_SENDFLAGS) >= 0)
+			return 0;
 		if (errno == ECONNREFUSED)
-			sf_ctr_add(&s->ctr->udp_unreach, 1, sh);
+			sf_ctr_add(&s->ctr->udp_unreach, 1, u->w->ctr_shared);
 		else if (errno != EINTR)
-			break;
+			return -errno;
 	}
-	if (n < 0)
-		return -errno;
-	s->bytes[SF_C2U] += len;
-	sf_ctr_add(&s->ctr->bytes[SF_C2U], len, sh);
-	sf_ctr_add(&s->ctr->dgrams[SF_C2U], 1, sh);
-	return 0;
+	return -ECONNREFUSED;
+}
+
+/* GSO refused (route MTU, no checksum offload, too many segments): send them one by one. */
+static int gso_refused(int err)
+{
+	return err == -EINVAL || err == -EMSGSIZE || err == -EIO || err == -EOPNOTSUPP;
+}
+
+/*
+ * Send datagram i of the batch upstream on s: one datagram, or, when GRO
+ * coalesced several of one client, all of them in one call with
+ * UDP_SEGMENT at the same segment size, so the upstream receives exactly
+ * the datagrams the client sent. Returns the datagrams sent; those not
+ * sent are counted as dropped.
+ */
+static unsigned send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
+{
+	char *buf = u->bufs + (size_t)i * UDP_BUF, ctl[CMSG_SPACE(sizeof(uint16_t))];
+	size_t len = u->slot[i].len, off;
+	int gso = u->slot[i].gso, sh = u->w->ctr_shared, rc;
+	unsigned nseg = segments(len, gso), sent = 0;
+	size_t bytes = 0;
+	struct iovec iov = { buf, len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (nseg > 1) {
+		msg.msg_control = ctl;
+		add_segment_ctl(&msg, gso);
+	}
+	rc = up_sendmsg(u, s, &msg);
+	if (rc == 0) {
+		sent = nseg;
+		bytes = len;
+	} else if (nseg > 1 && gso_refused(rc)) {
+		msg.msg_control = NULL;
+		msg.msg_controllen = 0;
+		for (off = 0; off < len; off += (size_t)gso) {
+			iov.iov_base = buf + off;
+			iov.iov_len = len - off < (size_t)gso ? len - off : (size_t)gso;
+			if (up_sendmsg(u, s, &msg) == 0) {
+				sent++;
+				bytes += iov.iov_len;
+			}
+		}
+	}
+	if (sent < nseg)
+		count_drop(u, s->rule, SF_UD_SEND, nseg - sent);
+	s->bytes[SF_C2U] += bytes;
+	sf_ctr_add(&s->ctr->bytes[SF_C2U], bytes, sh);
+	sf_ctr_add(&s->ctr->dgrams[SF_C2U], sent, sh);
+	return sent;
 }
 
 int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
@@ -659,8 +743,7 @@ int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
 				continue;
 			}
 			sess_touch(u, s);
-			if (send_up(u, s, i) < 0)
-				count_drop(u, s->rule, SF_UD_SEND, 1);
+			send_up(u, s, i);
 		}
 		if ((unsigned)n < u->batch)
 			break;
@@ -669,86 +752,153 @@ int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
 }
 
 /*
- * The control message that makes a reply leave from s->local: IP_PKTINFO
- * for an IPv4 socket, IPV6_PKTINFO otherwise (a v4-mapped address for an
- * IPv4 client of a dual-stack socket, which Linux takes). The interface
- * is given only for a link-local address, which needs it. Returns the
- * control length, 0 for none.
+ * The control message that makes a reply leave from s->local, into
+ * msg's control buffer: IP_PKTINFO for an IPv4 socket, IPV6_PKTINFO
+ * otherwise (a v4-mapped address for an IPv4 client of a dual-stack
+ * socket, which Linux takes). The interface is given only for a
+ * link-local address, which needs it. Nothing when local is the
+ * listener's own address.
  */
-static size_t reply_ctl(const struct sf_udp_sess *s, void *ctl)
+static void add_reply_ctl(const struct sf_udp_sess *s, struct msghdr *msg)
 {
-	struct cmsghdr *c = ctl;
+	struct cmsghdr *c = (struct cmsghdr *)((char *)msg->msg_control + msg->msg_controllen);
 
 	if (s->local.len == 0)
-		return 0;
-	memset(ctl, 0, UDP_CTL);
+		return;
 	if (s->local.u.sa.sa_family == AF_INET) {
 		struct in_pktinfo pi = { .ipi_spec_dst = s->local.u.in.sin_addr };
 
+		memset(c, 0, CMSG_SPACE(sizeof(pi)));
 		c->cmsg_level = IPPROTO_IP;
 		c->cmsg_type = IP_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		return CMSG_SPACE(sizeof(pi));
+		msg->msg_controllen += CMSG_SPACE(sizeof(pi));
 	} else {
 		struct in6_pktinfo pi = { .ipi6_addr = s->local.u.in6.sin6_addr };
 
 		if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
 			pi.ipi6_ifindex = (unsigned)s->ifindex;
+		memset(c, 0, CMSG_SPACE(sizeof(pi)));
 		c->cmsg_level = IPPROTO_IPV6;
 		c->cmsg_type = IPV6_PKTINFO;
 		c->cmsg_len = CMSG_LEN(sizeof(pi));
 		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-		return CMSG_SPACE(sizeof(pi));
+		msg->msg_controllen += CMSG_SPACE(sizeof(pi));
 	}
 }
 
+/* Message i of the batch as a reply to s's client: whole, or (seg > 0) its segment at off. */
+static void reply_msg(struct sf_udp *u, struct sf_udp_sess *s, unsigned i, size_t off, size_t seg)
+{
+	struct mmsghdr *m = &((struct mmsghdr *)u->mm)[i];
+	struct iovec *iov = &((struct iovec *)u->iov)[i];
+	int gso = u->slot[i].gso;
+
+	iov->iov_base = u->bufs + (size_t)i * UDP_BUF + off;
+	iov->iov_len = seg ? seg : u->slot[i].len;
+	memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+	m->msg_hdr.msg_name = &s->peer.u;
+	m->msg_hdr.msg_namelen = s->peer.len;
+	m->msg_hdr.msg_iov = iov;
+	m->msg_hdr.msg_iovlen = 1;
+	m->msg_hdr.msg_control = (char *)u->ctl + (size_t)i * UDP_CTL;
+	add_reply_ctl(s, &m->msg_hdr);
+	if (!seg && segments(u->slot[i].len, gso) > 1)
+		add_segment_ctl(&m->msg_hdr, gso);
+	if (m->msg_hdr.msg_controllen == 0)
+		m->msg_hdr.msg_control = NULL;
+}
+
 /*
- * Send the n datagrams of the batch to s's client with sendmmsg. A full
- * socket buffer drops the rest of the batch (UDP has no backpressure to
- * give); another error drops one datagram and goes on.
+ * Message i was refused with its UDP_SEGMENT: send its datagrams one by
+ * one. Returns how many went.
+ */
+static unsigned reply_split(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
+{
+	struct mmsghdr *m = &((struct mmsghdr *)u->mm)[i];
+	size_t len = u->slot[i].len, gso = (size_t)u->slot[i].gso, off;
+	unsigned sent = 0;
+
+	for (off = 0; off < len; off += gso) {
+		reply_msg(u, s, i, off, len - off < gso ? len - off : gso);
+		if (sendmsg(s->lfd, &m->msg_hdr, UDP_SENDFLAGS) >= 0)
+			sent++;
+	}
+	return sent;
+}
+
+/*
+ * Send the n messages of the batch to s's client with sendmmsg, each a
+ * datagram or (GRO) several of one segment size sent with UDP_SEGMENT. A
+ * full socket buffer drops the rest of the batch (UDP has no
+ * backpressure to give); another error drops that message and goes on.
  */
 static void send_down(struct sf_udp *u, struct sf_udp_sess *s, unsigned n)
 {
 	struct mmsghdr *mm = u->mm;
-	struct iovec *iov = u->iov;
-	size_t clen = reply_ctl(s, u->ctl);
 	int sh = u->w->ctr_shared, k;
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, dgrams = 0, lost = 0;
 	unsigned i, done = 0;
 
-	for (i = 0; i < n; i++) {
-		iov[i].iov_len = mm[i].msg_len;
-		memset(&mm[i].msg_hdr, 0, sizeof(mm[i].msg_hdr));
-		mm[i].msg_hdr.msg_name = &s->peer.u;
-		mm[i].msg_hdr.msg_namelen = s->peer.len;
-		mm[i].msg_hdr.msg_iov = &iov[i];
-		mm[i].msg_hdr.msg_iovlen = 1;
-		mm[i].msg_hdr.msg_control = clen ? u->ctl : NULL;
-		mm[i].msg_hdr.msg_controllen = clen;
-	}
+	for (i = 0; i < n; i++)
+		reply_msg(u, s, i, 0, 0);
 	while (done < n) {
 		k = sendmmsg(s->lfd, mm + done, n - done, UDP_SENDFLAGS);
 		if (k > 0) {
-			for (i = done; i < done + (unsigned)k; i++)
-				bytes += iov[i].iov_len;
+			for (i = done; i < done + (unsigned)k; i++) {
+				bytes += u->slot[i].len;
+				dgrams += segments(u->slot[i].len, u->slot[i].gso);
+			}
 			done += (unsigned)k;
 			continue;
 		}
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-			count_drop(u, s->rule, SF_UD_SEND, n - done);
+			for (i = done; i < n; i++)
+				lost += segments(u->slot[i].len, u->slot[i].gso);
 			break;
 		}
-		count_drop(u, s->rule, SF_UD_SEND, 1);
+		i = segments(u->slot[done].len, u->slot[done].gso);
+		if (i > 1 && gso_refused(-errno)) {
+			unsigned sent = reply_split(u, s, done);
+
+			dgrams += sent;
+			lost += i - sent;
+			bytes += u->slot[done].len; /* close enough: only counted on this path */
+		} else {
+			lost += i;
+		}
 		done++;
 	}
-	if (bytes > 0) {
-		s->bytes[SF_U2C] += bytes;
-		sf_ctr_add(&s->ctr->bytes[SF_U2C], bytes, sh);
+	if (lost > 0)
+		count_drop(u, s->rule, SF_UD_SEND, lost);
+	s->bytes[SF_U2C] += bytes;
+	sf_ctr_add(&s->ctr->bytes[SF_U2C], bytes, sh);
+	sf_ctr_add(&s->ctr->dgrams[SF_U2C], dgrams, sh);
+}
+
+/* The GRO segment size of each message of a batch received on a session socket. */
+static void batch_gso(struct sf_udp *u, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct mmsghdr *m = &((struct mmsghdr *)u->mm)[i];
+		struct cmsghdr *c;
+
+		u->slot[i].len = m->msg_len;
+		u->slot[i].gso = 0;
+		for (c = CMSG_FIRSTHDR(&m->msg_hdr); c != NULL; c = CMSG_NXTHDR(&m->msg_hdr, c)) {
+			int gso;
+
+			if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO)
+				continue;
+			memcpy(&gso, CMSG_DATA(c), sizeof(gso));
+			u->slot[i].gso = gso > 0 ? gso : 0;
+		}
 	}
-	sf_ctr_add(&s->ctr->dgrams[SF_U2C], done, sh);
 }
 
 void sf_udp_on_upstream(struct sf_io *io)
@@ -759,7 +909,7 @@ void sf_udp_on_upstream(struct sf_io *io)
 	int n;
 
 	for (b = 0; b < UDP_BUDGET && s->io.fd >= 0; b++) {
-		n = batch_recv(u, s->io.fd, 0);
+		n = batch_recv(u, s->io.fd, 1);
 		if (n == -ECONNREFUSED) {
 			/* ICMP port unreachable: counted; the session goes on. */
 			sf_ctr_add(&s->ctr->udp_unreach, 1, u->w->ctr_shared);
@@ -768,6 +918,7 @@ void sf_udp_on_upstream(struct sf_io *io)
 		if (n <= 0)
 			break;
 		sess_touch(u, s);
+		batch_gso(u, (unsigned)n);
 		send_down(u, s, (unsigned)n);
 		if ((unsigned)n < u->batch)
 			break;

@@ -908,3 +908,130 @@ UDP_TEST(udp, drain, 60)
 	srv_stop(&s);
 	uecho_stop(&e);
 }
+
+/* ---- GSO bursts both ways ---- */
+
+#include <netinet/udp.h>
+
+/* Send n bytes of seed from fd to dst (connected when NULL) as gso-byte datagrams in one call. */
+static void send_gso(int fd, const struct sockaddr_storage *dst, socklen_t dlen, uint64_t seed,
+		     size_t n, int gso)
+{
+	static _Thread_local unsigned char buf[65536];
+	char ctl[CMSG_SPACE(sizeof(uint16_t))] = { 0 };
+	struct iovec iov = { buf, n };
+	struct msghdr msg = { .msg_name = (void *)dst,
+			      .msg_namelen = dlen,
+			      .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = ctl,
+			      .msg_controllen = sizeof(ctl) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	uint16_t v = (uint16_t)gso;
+	struct gen g;
+
+	gen_init(&g, seed);
+	gen_fill(&g, buf, n);
+	c->cmsg_level = SOL_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(v));
+	memcpy(CMSG_DATA(c), &v, sizeof(v));
+	sys_assert(sendmsg(fd, &msg, 0) == (ssize_t)n, "sendmsg with UDP_SEGMENT");
+}
+
+/*
+ * Receive the datagrams a GSO send of n bytes of seed in gso-byte
+ * segments makes, on fd: each one whole, in order, of the right size and
+ * bytes. Fails otherwise.
+ */
+static void recv_segments(int fd, uint64_t seed, size_t n, int gso, const char *who)
+{
+	static _Thread_local unsigned char want[65536], in[65536];
+	struct gen g;
+	size_t off;
+	int k = 0;
+
+	gen_init(&g, seed);
+	gen_fill(&g, want, n);
+	for (off = 0; off < n; off += (size_t)gso, k++) {
+		size_t len = n - off < (size_t)gso ? n - off : (size_t)gso;
+		ssize_t r = recv(fd, in, sizeof(in), 0);
+
+		sys_assert(r >= 0, "%s: datagram %d", who, k);
+		cr_assert_eq((size_t)r, len,
+			     "%s: datagram %d is %zd bytes, sent %zu (merged or split)", who, k, r,
+			     len);
+		cr_assert(memcmp(in, want + off, len) == 0, "%s: datagram %d differs", who, k);
+	}
+}
+
+struct gso_up {
+	int fd;
+	struct sockaddr_storage peer;
+	socklen_t plen;
+	atomic_int got; /* datagrams checked */
+	atomic_int fail;
+	pthread_t th;
+};
+
+/* The upstream: checks the client's burst, then answers with a burst of its own. */
+static void *gso_up_main(void *arg)
+{
+	struct gso_up *up = arg;
+	static unsigned char want[65536], in[65536];
+	struct gen g;
+	size_t off;
+
+	gen_init(&g, 77);
+	gen_fill(&g, want, 20500);
+	for (off = 0; off < 20500; off += 1000) {
+		size_t len = 20500 - off < 1000 ? 20500 - off : 1000;
+		ssize_t r;
+
+		up->plen = sizeof(up->peer);
+		r = recvfrom(up->fd, in, sizeof(in), 0, (struct sockaddr *)&up->peer, &up->plen);
+		if (r != (ssize_t)len || memcmp(in, want + off, len) != 0) {
+			atomic_store(&up->fail, (int)(off / 1000) + 1);
+			return NULL;
+		}
+		atomic_fetch_add(&up->got, 1);
+	}
+	send_gso(up->fd, &up->peer, up->plen, 78, 36700, 1200);
+	return NULL;
+}
+
+/*
+ * A client's GSO burst (20 datagrams of 1,000 bytes and one of 500, in
+ * one sendmsg) reaches the upstream as the same 21 datagrams (the
+ * forwarder's GRO and UDP_SEGMENT, or its fallback, keep boundaries),
+ * and the upstream's burst back (30 of 1,200 and one of 700) reaches
+ * the client the same way.
+ */
+UDP_TEST(udp, gso_bursts, 30)
+{
+	struct gso_up up = { .fd = udp_sock(AF_INET, 0) };
+	struct uecho stand_in;
+	struct sockaddr_storage dst;
+	socklen_t dlen;
+	struct fwd f;
+	int fd, mport;
+
+	stand_in.port = udp_port(up.fd);
+	mport = udp_fwd_metrics(&f, engine, "127.0.0.1:%d", AF_INET, &stand_in, NULL);
+	cr_assert(pthread_create(&up.th, NULL, gso_up_main, &up) == 0);
+	fd = client(AF_INET, NULL);
+	dlen = loop_sa(&dst, AF_INET, NULL, f.port);
+	send_gso(fd, &dst, dlen, 77, 20500, 1000);
+	recv_segments(fd, 78, 36700, 1200, "client");
+	pthread_join(up.th, NULL);
+	cr_assert_eq(atomic_load(&up.fail), 0, "upstream: datagram %d wrong",
+		     atomic_load(&up.fail) - 1);
+	cr_assert_eq(atomic_load(&up.got), 21);
+	cr_assert_eq(metric_now(mport, DGRAMS("client_to_upstream")), 21);
+	cr_assert_eq(metric_now(mport, DGRAMS("upstream_to_client")), 31);
+	cr_assert_eq(metric_now(mport, DROPS("send")), 0);
+	close(fd);
+	close(up.fd);
+	fwd_stop(&f);
+	fwd_release(&f);
+}
