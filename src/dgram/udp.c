@@ -337,6 +337,8 @@ static void sess_end(struct sf_udp *u, struct sf_udp_sess *s, int reason)
 	r->udp[u->w->id].n--;
 	SF_ATOMIC_SUB(r->sessions, 1);
 	sf_ctr_add_rel(&up_ctr(s)->closed, 1, sh);
+	if (r->pol->balance == SF_BAL_LEASTCONN)
+		SF_ATOMIC_SUB(r->ups[s->up].active, 1);
 	sf_ctr_add_rel(&s->ctr->closed[reason], 1, sh);
 	if (sf_log_level() >= SF_LOG_VERBOSE)
 		log_end(s, reason);
@@ -432,6 +434,9 @@ static int sess_connect(struct sf_udp *u, struct sf_udp_sess *s, const struct sf
 				s->io.fd = fd;
 				s->up = idx;
 				sf_ctr_add_rel(&up->st->w[u->w->id].opened, 1, sh);
+				/* leastconn counts sessions, as it counts connections. */
+				if (r->pol->balance == SF_BAL_LEASTCONN)
+					SF_ATOMIC_ADD(up->active, 1);
 				return 0;
 			}
 			rc = -errno;
