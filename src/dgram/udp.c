@@ -498,20 +498,13 @@ static struct sf_udp_sess *sess_new(struct sf_udp *u, struct sf_lsock *ls,
 	}
 	s->io.cb = sess_on_io;
 	sf_timer_init(&s->timer, sess_on_timer);
-	if (sf_udp_insert(u, s) < 0) {
-		close(s->io.fd);
-		free(s);
-		*drop = SF_UD_LIMIT;
-		return NULL;
-	}
+	if (sf_udp_insert(u, s) < 0)
+		goto fail;
 	if (u->ops->add(u->loop, &s->io) < 0 ||
 	    sf_timer_set(u->timers, &s->timer, s->last_ms + r->pol->udp_timeout_ms) < 0) {
 		sf_udp_remove(u, s);
-		close(s->io.fd);
 		sf_timer_del(u->timers, &s->timer);
-		free(s);
-		*drop = SF_UD_LIMIT;
-		return NULL;
+		goto fail;
 	}
 	s->gen = ls->l->gen; /* not the worker's: a reload may have moved on */
 	sf_gen_ref(s->gen);
@@ -521,6 +514,15 @@ static struct sf_udp_sess *sess_new(struct sf_udp *u, struct sf_lsock *ls,
 	SF_ATOMIC_ADD(r->sessions, 1);
 	sf_ctr_add(&s->ctr->accepted, 1, sh);
 	return s;
+fail:
+	/* Out of memory: undo what sess_connect counted (the socket leaves epoll as it closes). */
+	close(s->io.fd);
+	sf_ctr_add_rel(&r->ups[s->up].st->w[u->w->id].closed, 1, sh);
+	if (r->pol->balance == SF_BAL_LEASTCONN)
+		SF_ATOMIC_SUB(r->ups[s->up].active, 1);
+	free(s);
+	*drop = SF_UD_LIMIT;
+	return NULL;
 }
 
 /* ---- the data path ---- */

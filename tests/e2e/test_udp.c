@@ -41,23 +41,27 @@ struct uecho {
 static void *uecho_main(void *arg)
 {
 	struct uecho *e = arg;
-	static _Thread_local char buf[65536];
+	/*
+	 * On the heap: big thread-local arrays would raise the static TLS of
+	 * every thread of the suite above the harness's 256 KiB stacks.
+	 */
+	char *buf = malloc(65536);
 	struct sockaddr_storage from;
 	socklen_t flen;
 	struct pollfd p = { .fd = e->fd, .events = POLLIN };
 	ssize_t n;
 
-	while (!atomic_load(&e->stop)) {
+	while (buf != NULL && !atomic_load(&e->stop)) {
 		if (poll(&p, 1, 50) <= 0)
 			continue;
 		flen = sizeof(from);
-		n = recvfrom(e->fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from,
-			     &flen);
+		n = recvfrom(e->fd, buf, 65536, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
 		if (n < 0)
 			continue;
 		atomic_fetch_add(&e->seen, 1);
 		(void)sendto(e->fd, buf, (size_t)n, 0, (struct sockaddr *)&from, flen);
 	}
+	free(buf);
 	return NULL;
 }
 
@@ -285,7 +289,7 @@ static void send_to(int fd, int family, const char *dst, int port, const void *b
  */
 static int echo_dg(int fd, int family, const char *dst, int port, uint64_t seed, size_t n)
 {
-	static _Thread_local unsigned char out[65536], in[65536];
+	static unsigned char out[65536], in[65536]; /* the test's thread only */
 	struct gen g;
 
 	gen_init(&g, seed);
@@ -917,7 +921,7 @@ UDP_TEST(udp, drain, 60)
 static void send_gso(int fd, const struct sockaddr_storage *dst, socklen_t dlen, uint64_t seed,
 		     size_t n, int gso)
 {
-	static _Thread_local unsigned char buf[65536];
+	unsigned char *buf = malloc(n); /* called from two threads */
 	char ctl[CMSG_SPACE(sizeof(uint16_t))] = { 0 };
 	struct iovec iov = { buf, n };
 	struct msghdr msg = { .msg_name = (void *)dst,
@@ -930,6 +934,7 @@ static void send_gso(int fd, const struct sockaddr_storage *dst, socklen_t dlen,
 	uint16_t v = (uint16_t)gso;
 	struct gen g;
 
+	cr_assert(buf != NULL);
 	gen_init(&g, seed);
 	gen_fill(&g, buf, n);
 	c->cmsg_level = SOL_UDP;
@@ -937,6 +942,7 @@ static void send_gso(int fd, const struct sockaddr_storage *dst, socklen_t dlen,
 	c->cmsg_len = CMSG_LEN(sizeof(v));
 	memcpy(CMSG_DATA(c), &v, sizeof(v));
 	sys_assert(sendmsg(fd, &msg, 0) == (ssize_t)n, "sendmsg with UDP_SEGMENT");
+	free(buf);
 }
 
 /*
@@ -946,7 +952,7 @@ static void send_gso(int fd, const struct sockaddr_storage *dst, socklen_t dlen,
  */
 static void recv_segments(int fd, uint64_t seed, size_t n, int gso, const char *who)
 {
-	static _Thread_local unsigned char want[65536], in[65536];
+	static unsigned char want[65536], in[65536]; /* the test's thread only */
 	struct gen g;
 	size_t off;
 	int k = 0;
