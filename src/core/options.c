@@ -139,7 +139,8 @@ const char *sf_usage(void)
 	       "  -V, --version                version and the engines compiled in\n"
 	       "\n"
 	       "With -c, -b -j -v -q and the sizes override the file's globals, and the\n"
-	       "policy flags (--balance to --accept-proxy) its defaults. Sizes take k, m\n"
+	       "policy flags (--balance to --accept-proxy, --udp-timeout and\n"
+	       "--max-sessions) its defaults. Sizes take k, m\n"
 	       "or g suffixes (64k, 1m); durations ms, s, m or h (250ms, 5m; a bare\n"
 	       "number is seconds). Exit status: 0 after SIGINT or SIGTERM, 1 on a\n"
 	       "runtime failure, 2 on a usage or config error.\n";
@@ -149,9 +150,10 @@ char *sf_version_string(char *buf, size_t len)
 {
 	char names[128], unames[128];
 
-	snprintf(buf, len, "sockfwd %s (engines: %s; udp: %s)", SF_VERSION,
-		 sf_engine_names(names, sizeof(names), " "),
-		 sf_engine_udp_names(unames, sizeof(unames), " "));
+	/* "(engines: ...)" last and whole: scripts read the engine list from it. */
+	snprintf(buf, len, "sockfwd %s (udp: %s) (engines: %s)", SF_VERSION,
+		 sf_engine_udp_names(unames, sizeof(unames), " "),
+		 sf_engine_names(names, sizeof(names), " "));
 	return buf;
 }
 
