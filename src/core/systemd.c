@@ -79,8 +79,9 @@ static int check_sock(int fd, struct sd_sock *s, char *err, size_t errlen)
 		 * one client's datagrams could reach two workers and open two
 		 * sessions: UDP rules bind their own SO_REUSEPORT sockets.
 		 */
-		what = "is a datagram socket (ListenDatagram=): UDP rules bind their own "
-		       "sockets, one per worker; remove it from the socket unit";
+		what = "is a datagram socket (ListenDatagram=), not a TCP stream socket: UDP "
+		       "rules bind their own sockets, one per worker; remove it from the "
+		       "socket unit";
 	else if (type != SOCK_STREAM ||
 		 getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &(socklen_t){ sizeof(int) }) < 0 ||
 		 proto != IPPROTO_TCP)
