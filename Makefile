@@ -25,7 +25,7 @@ LDLIBS_BASE   := -pthread -lconfig -lmicrohttpd -lsystemd
 # src/core: rules, config, connections, workers; src/event: the readiness
 # loop; src/engine: one file per engine; src/policy: balancing, ACLs, PROXY.
 SRC_URING := src/engine/uring.c src/engine/uring_bufs.c
-SRC_LIB   := $(filter-out $(SRC_URING),$(wildcard src/core/*.c src/event/*.c src/engine/*.c src/policy/*.c))
+SRC_LIB   := $(filter-out $(SRC_URING),$(wildcard src/core/*.c src/event/*.c src/engine/*.c src/policy/*.c src/dgram/*.c))
 ifeq ($(URING),1)
 SRC_LIB       += $(SRC_URING)
 CPPFLAGS_BASE += -DSF_HAVE_URING

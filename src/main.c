@@ -66,6 +66,28 @@ static int load_config(struct sf_main *m, struct sf_config *cfg, char *err, size
 	return sf_config_finish(cfg, err, errlen);
 }
 
+/*
+ * Does engine e serve every rule of g? A UDP rule needs an engine that
+ * serves UDP. Returns 0, or -EINVAL with a message naming the rule.
+ */
+static int check_engine(const struct sf_engine *e, const struct sf_gen *g, char *err, size_t errlen)
+{
+	char names[128];
+	size_t i;
+
+	for (i = 0; i < g->nrules && !e->udp; i++) {
+		if (g->rules[i].proto != SF_PROTO_UDP)
+			continue;
+		snprintf(err, errlen,
+			 "-b %s: engine %s does not serve UDP (rule '%s'); UDP rules need one of: "
+			 "%s",
+			 e->name, e->name, g->rules[i].name,
+			 sf_engine_udp_names(names, sizeof(names), ", "));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* One line per rule at start and after a reload. */
 static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 {
@@ -85,9 +107,9 @@ static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 		}
 		if (first == NULL)
 			continue;
-		sf_log_info("rule '%s': listening on %s%s, forwarding to %s%s (engine %s, %u "
+		sf_log_info("rule '%s': listening on %s%s%s, forwarding to %s%s (engine %s, %u "
 			    "thread%s)",
-			    r->name,
+			    r->name, r->proto == SF_PROTO_UDP ? "udp " : "",
 			    sf_addr_format((const struct sockaddr *)&first->addr.ss, lbuf,
 					   sizeof(lbuf)),
 			    n > 1 ? " and more" : "", r->ups[0].label,
@@ -136,7 +158,8 @@ static void reload(struct sf_main *m)
 		sf_stats_reloaded(0);
 		return;
 	}
-	if ((rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
+	if ((rc = check_engine(m->engine, g, err, sizeof(err))) < 0 ||
+	    (rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
 	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_stats_reloaded(0);
@@ -210,6 +233,56 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 		t.spliced[1] += SF_ATOMIC_GET(ws[i].stats.spliced[1]);
 	}
 	log_stats(&t);
+}
+
+/*
+ * The UDP rules' totals at exit, when there were any: sessions (counted
+ * as connections per rule, not in the line above), datagrams and bytes
+ * each way, drops and ICMP port unreachable answers.
+ */
+static void log_udp_totals(void)
+{
+	const struct sf_stats_rule *e;
+	struct sf_rule_sum s, t;
+	uint64_t drops = 0;
+	int any = 0, k;
+
+	memset(&t, 0, sizeof(t));
+	for (e = sf_stats_rules(); e != NULL; e = sf_stats_rule_next(e)) {
+		if (!__atomic_load_n(&e->udp, __ATOMIC_RELAXED))
+			continue;
+		any = 1;
+		sf_stats_rule_sum(e, &s);
+		t.accepted += s.accepted;
+		for (k = 0; k < 2; k++) {
+			t.dgrams[k] += s.dgrams[k];
+			t.bytes[k] += s.bytes[k];
+		}
+		for (k = 0; k < SF_UD_COUNT; k++)
+			drops += s.udp_drops[k];
+		t.udp_unreach += s.udp_unreach;
+	}
+	if (!any)
+		return;
+	{
+		const struct sf_log_kv kv[] = {
+			SF_KV_U("sessions", t.accepted),
+			SF_KV_U("datagrams_c2u", t.dgrams[0]),
+			SF_KV_U("datagrams_u2c", t.dgrams[1]),
+			SF_KV_U("bytes_c2u", t.bytes[0]),
+			SF_KV_U("bytes_u2c", t.bytes[1]),
+			SF_KV_U("dropped", drops),
+			SF_KV_U("unreachable", t.udp_unreach),
+		};
+
+		sf_log_event(SF_LOG_NORMAL, "stats_udp", kv, sizeof(kv) / sizeof(kv[0]),
+			     "stats udp: sessions=%llu datagrams=%llu/%llu c2u=%llu u2c=%llu "
+			     "dropped=%llu unreachable=%llu",
+			     (unsigned long long)t.accepted, (unsigned long long)t.dgrams[0],
+			     (unsigned long long)t.dgrams[1], (unsigned long long)t.bytes[0],
+			     (unsigned long long)t.bytes[1], (unsigned long long)drops,
+			     (unsigned long long)t.udp_unreach);
+	}
 }
 
 /*
@@ -334,6 +407,8 @@ int main(int argc, char **argv)
 		sf_fatalx(EXIT_USAGE, "-b %s: %s", m.engine->name, err);
 	if (sf_gen_build(&cfg, m.nworkers, &m.gen, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
+	if (check_engine(m.engine, m.gen, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
 	if (m.gen->cfg.check) {
 		printf("%s: OK (%zu rule%s, %zu listener%s)\n", m.gen->cfg.file, m.gen->nrules,
 		       m.gen->nrules > 1 ? "s" : "", m.gen->nls, m.gen->nls > 1 ? "s" : "");
@@ -410,6 +485,7 @@ int main(int argc, char **argv)
 	/* After the joins, so connections closed by the stop count too. */
 	sf_drain_report(&m.drain, m.workers, started);
 	log_totals(m.workers, started);
+	log_udp_totals();
 	/* A stuck worker may still use its state: leave it to exit(). */
 	if (stuck)
 		exit(status);

@@ -27,7 +27,7 @@ usage() {
 pkgs_for() {
 	case $1 in
 	build) echo "gcc libc6-dev make pkg-config libconfig-dev libmicrohttpd-dev libsystemd-dev" ;;
-	test) echo "$(pkgs_for build) libcriterion-dev prometheus mandoc systemd" ;;
+	test) echo "$(pkgs_for build) libcriterion-dev prometheus mandoc systemd socat" ;;
 	deb) echo "$(pkgs_for build) $(pkgs_for uring) mandoc dpkg-dev debhelper fakeroot" ;;
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;

@@ -45,12 +45,21 @@ enum {
 	SF_P_DENY = 1u << 8,
 	SF_P_PROXY_PROTOCOL = 1u << 9,
 	SF_P_ACCEPT_PROXY = 1u << 10,
+	/* UDP rules (protocol = udp); bits far from the others' so additions do not collide */
+	SF_P_UDP_TIMEOUT = 1u << 20,
+	SF_P_MAX_SESSIONS = 1u << 21,
 };
 
 /* Built-in defaults of the policy keys. */
 #define SF_DEFAULT_CONNECT_TIMEOUT_MS 10000u
 #define SF_DEFAULT_FAIL_TIMEOUT_MS    10000u
 #define SF_DEFAULT_MAX_FAILS	      1u
+#define SF_DEFAULT_UDP_TIMEOUT_MS     60000u
+#define SF_DEFAULT_MAX_SESSIONS	      65536u
+#define SF_MAX_SESSIONS_MAX	      (1u << 24)
+
+/* A rule's transport (protocol = tcp | udp; -u on the command line). */
+enum sf_proto { SF_PROTO_TCP = 0, SF_PROTO_UDP = 1 };
 
 struct sf_policy {
 	unsigned set; /* SF_P_* keys given explicitly */
@@ -67,6 +76,8 @@ struct sf_policy {
 	size_t ndeny;
 	int proxy_protocol; /* enum sf_pp */
 	int accept_proxy;
+	uint64_t udp_timeout_ms; /* UDP: a session ends after this without a datagram */
+	unsigned max_sessions;	 /* UDP: sessions per rule; the least recently used goes */
 };
 
 /* A listen address, or a port range host:first-last. */
@@ -97,6 +108,8 @@ struct sf_rule_conf {
 	struct sf_upstream_conf *ups; /* malloc'd, in order */
 	size_t nups;
 	struct sf_policy pol; /* complete once sf_config_finish merged the defaults */
+	int proto;	      /* enum sf_proto */
+	int proto_line;	      /* line of its protocol key, 0 when not given */
 };
 
 /* Globals the command line set, so the file does not override them. */
@@ -137,6 +150,7 @@ struct sf_config {
 	struct sf_policy defaults;  /* command-line policy flags, or the file's defaults {} */
 	struct sf_rule_conf *rules; /* malloc'd */
 	size_t nrules;
+	int udp; /* -u: the command-line rule is UDP */
 };
 
 /*
@@ -186,6 +200,9 @@ int sf_user_parse(const char *s, char *out, size_t outlen, char *err, size_t err
 
 /* "text" or "json" into an enum sf_logfmt; -EINVAL for anything else. */
 int sf_logfmt_parse(const char *s);
+
+/* "tcp" or "udp" for enum sf_proto. */
+const char *sf_proto_name(int p);
 
 /* "roundrobin" ... for enum sf_balance; NULL when out of range. */
 const char *sf_balance_name(int b);

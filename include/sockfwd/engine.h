@@ -22,6 +22,8 @@ struct sf_engine {
 	 * counters then have several writers (stats.h).
 	 */
 	int conn_threads;
+	/* Serves UDP rules (protocol = udp); the others refuse them at start and reload. */
+	int udp;
 };
 
 /*
@@ -31,6 +33,8 @@ struct sf_engine {
 const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errlen);
 /* The default engine (splice). */
 const struct sf_engine *sf_engine_default(void);
+/* Names of the engines compiled in that serve UDP, separated by sep, into buf. */
+char *sf_engine_udp_names(char *buf, size_t len, const char *sep);
 /* Space-separated names of the engines compiled in, into buf. */
 char *sf_engine_names(char *buf, size_t len, const char *sep);
 

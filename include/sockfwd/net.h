@@ -17,6 +17,21 @@
 int sf_net_listen(const struct sf_sockaddr *a, int backlog);
 
 /*
+ * A non-blocking UDP socket bound to a, with SO_REUSEADDR and SO_REUSEPORT
+ * (one per worker: the kernel keeps a client on one of them), IPV6_V6ONLY
+ * off, SO_RXQ_OVFL (the kernel's drop count comes with each datagram),
+ * UDP_GRO (a burst of one client's datagrams may arrive as one buffer,
+ * sent on with UDP_SEGMENT), and, for a wildcard address, IP_PKTINFO /
+ * IPV6_RECVPKTINFO so that a reply can leave from the address the client
+ * wrote to. Returns the fd or
+ * -errno.
+ */
+int sf_net_udp_bind(const struct sf_sockaddr *a);
+
+/* 1 when a is the IPv4 or IPv6 wildcard address. */
+int sf_addr_is_wildcard(const struct sf_sockaddr *a);
+
+/*
  * accept4 one connection (non-blocking unless blocking is set, CLOEXEC),
  * with TCP_NODELAY. peer may be NULL. Returns the fd or -errno; EINTR and
  * ECONNABORTED are retried.

@@ -61,6 +61,17 @@ struct sf_upstream {
 	struct sf_stats_up *st; /* its counters (stats.h) */
 };
 
+/* A node of a circular doubly linked list, or its head (UDP session LRU). */
+struct sf_lru {
+	struct sf_lru *prev, *next;
+};
+
+/* One worker's UDP sessions of one rule, least recently used first. */
+struct __attribute__((aligned(64))) sf_rule_udp {
+	struct sf_lru lru;
+	unsigned n;
+};
+
 struct sf_rule {
 	char name[SF_NAME_MAX];
 	const struct sf_policy *pol; /* in the generation's config */
@@ -71,6 +82,9 @@ struct sf_rule {
 	unsigned rr;			 /* round-robin cursor */
 	uint64_t active;		 /* connections open; counted only with max_conns */
 	struct sf_stats_rule *st;	 /* its counters (stats.h) */
+	int proto;			 /* enum sf_proto */
+	uint64_t sessions;		 /* UDP sessions open, every worker (atomic) */
+	struct sf_rule_udp *udp;	 /* UDP: one per worker */
 };
 
 struct sf_worker;
@@ -84,7 +98,8 @@ struct __attribute__((aligned(16))) sf_lsock {
 	struct sf_listener *l;
 	struct sf_timer resume; /* armed while accepting is paused (limit, EMFILE) */
 	uint8_t paused;
-	uint8_t armed; /* engine state: accept submitted (uring) */
+	uint8_t armed;	/* engine state: accept submitted (uring) */
+	uint32_t drops; /* UDP: the kernel's drop count last seen (SO_RXQ_OVFL) */
 };
 
 struct sf_listener {
@@ -95,6 +110,8 @@ struct sf_listener {
 	unsigned index; /* position in its listen port range */
 	int line;
 	struct sf_lsock *socks; /* one per worker (dups of one passed by systemd) */
+	int proto;		/* enum sf_proto: SOCK_STREAM or SOCK_DGRAM sockets */
+	int wildcard;		/* UDP: bound to a wildcard address (replies need pktinfo) */
 };
 
 struct sf_gen {

@@ -27,12 +27,28 @@
 
 #define SF_CACHELINE 64
 
+/* Why a UDP datagram was dropped, as counted per rule. */
+enum sf_udp_drop {
+	SF_UD_DENIED = 0, /* the client is refused by allow/deny */
+	SF_UD_LIMIT,	  /* no session: the rule is full on other workers, or out of memory */
+	SF_UD_UPSTREAM,	  /* no upstream socket could be opened (descriptors, every address) */
+	SF_UD_SEND,	  /* a send failed: the socket's buffer was full, or an error */
+	SF_UD_QUEUE,	  /* the listener's receive queue overflowed (kernel, SO_RXQ_OVFL) */
+	SF_UD_TRUNC,	  /* larger than a datagram can be (never with 64 KiB buffers) */
+	SF_UD_COUNT
+};
+
+const char *sf_udp_drop_name(int d);
+
 /* One worker's counters of one rule. */
 struct __attribute__((aligned(SF_CACHELINE))) sf_rule_ctr {
 	uint64_t accepted;
 	uint64_t closed[SF_R_COUNT]; /* by enum sf_reason */
 	uint64_t bytes[2];	     /* by direction (SF_C2U, SF_U2C), as written */
 	uint64_t spliced[2];	     /* the part of bytes[] that went through a pipe */
+	uint64_t dgrams[2];	     /* UDP datagrams forwarded, by direction */
+	uint64_t udp_drops[SF_UD_COUNT];
+	uint64_t udp_unreach; /* ICMP port unreachable from an upstream (ECONNREFUSED) */
 };
 
 /* One worker's counters of one upstream of one rule. */
@@ -60,6 +76,7 @@ struct sf_stats_rule {
 	struct sf_rule_ctr *w;	 /* nworkers blocks */
 	struct sf_stats_up *ups; /* upstream entries of this rule */
 	uint64_t seen;		 /* scratch of the metrics thread */
+	int udp;		 /* a UDP rule had this name (atomic: set by main) */
 };
 
 /*
@@ -121,6 +138,9 @@ struct sf_rule_sum {
 	uint64_t bytes[2];
 	uint64_t spliced[2];
 	uint64_t active; /* accepted - closed */
+	uint64_t dgrams[2];
+	uint64_t udp_drops[SF_UD_COUNT];
+	uint64_t udp_unreach;
 };
 
 void sf_stats_rule_sum(const struct sf_stats_rule *r, struct sf_rule_sum *s);

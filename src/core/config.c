@@ -24,7 +24,7 @@
 
 #define POLICY_KEYS                                                                                \
 	"balance, max_fails, fail_timeout, connect_timeout, idle_timeout, keepalive, "             \
-	"max_conns, allow, deny, proxy_protocol, accept_proxy"
+	"max_conns, allow, deny, proxy_protocol, accept_proxy, udp_timeout, max_sessions"
 #define GLOBAL_KEYS                                                                                \
 	"engine, threads, buffer_size, pipe_size, log_level, log_format, metrics, user, "          \
 	"drain_timeout, defaults or rules"
@@ -48,6 +48,8 @@ static const struct sf_policy builtin_policy = {
 	.max_conns = 0,
 	.proxy_protocol = SF_PP_NONE,
 	.accept_proxy = 0,
+	.udp_timeout_ms = SF_DEFAULT_UDP_TIMEOUT_MS,
+	.max_sessions = SF_DEFAULT_MAX_SESSIONS,
 };
 
 /* ---- values shared with the command line ---- */
@@ -576,6 +578,13 @@ static int load_policy_key(struct loader *ld, const config_setting_t *s, struct 
 	} else if (strcmp(name, "accept_proxy") == 0) {
 		bit = SF_P_ACCEPT_PROXY;
 		rc = get_bool(ld, s, &p->accept_proxy);
+	} else if (strcmp(name, "udp_timeout") == 0) {
+		bit = SF_P_UDP_TIMEOUT;
+		rc = get_duration(ld, s, 1, &p->udp_timeout_ms);
+	} else if (strcmp(name, "max_sessions") == 0) {
+		bit = SF_P_MAX_SESSIONS;
+		if ((rc = get_int(ld, s, 1, SF_MAX_SESSIONS_MAX, &v)) == 0)
+			p->max_sessions = (unsigned)v;
 	} else {
 		return 0;
 	}
@@ -713,6 +722,12 @@ static int policy_copy_key(struct sf_policy *dst, const struct sf_policy *src, u
 	case SF_P_ACCEPT_PROXY:
 		dst->accept_proxy = src->accept_proxy;
 		return 0;
+	case SF_P_UDP_TIMEOUT:
+		dst->udp_timeout_ms = src->udp_timeout_ms;
+		return 0;
+	case SF_P_MAX_SESSIONS:
+		dst->max_sessions = src->max_sessions;
+		return 0;
 	case SF_P_ALLOW:
 	case SF_P_DENY:
 		if (sn > 0) {
@@ -734,7 +749,8 @@ static int policy_merge(struct sf_policy *dst, const struct sf_policy *src)
 {
 	unsigned bit;
 
-	for (bit = 1; bit <= SF_P_ACCEPT_PROXY; bit <<= 1)
+	/* Every bit: keys are added in more than one place (SF_P_* of config.h). */
+	for (bit = 1; bit != 0; bit <<= 1)
 		if (!(dst->set & bit) && policy_copy_key(dst, src, bit) < 0)
 			return -ENOMEM;
 	return 0;
@@ -763,7 +779,7 @@ static int load_defaults(struct loader *ld, const config_setting_t *g)
 		if (rc == 0)
 			rc = fail(ld, m, "unknown key (defaults take " POLICY_KEYS ")");
 	}
-	for (bit = 1; rc >= 0 && bit <= SF_P_ACCEPT_PROXY; bit <<= 1) {
+	for (bit = 1; rc >= 0 && bit != 0; bit <<= 1) {
 		if (!(fd.set & bit) || (d->set & bit))
 			continue;
 		if (policy_copy_key(d, &fd, bit) < 0)
@@ -772,6 +788,24 @@ static int load_defaults(struct loader *ld, const config_setting_t *g)
 	}
 	sf_policy_clear(&fd);
 	return rc < 0 ? rc : 0;
+}
+
+/* protocol = "tcp" | "udp" of a rule. */
+static int load_protocol(struct loader *ld, const config_setting_t *s, struct sf_rule_conf *r)
+{
+	const char *str = NULL;
+	int rc;
+
+	if ((rc = get_string(ld, s, &str)) < 0)
+		return rc;
+	if (strcmp(str, "tcp") == 0)
+		r->proto = SF_PROTO_TCP;
+	else if (strcmp(str, "udp") == 0)
+		r->proto = SF_PROTO_UDP;
+	else
+		return fail(ld, s, "unknown protocol '%s' (expected tcp or udp)", str);
+	r->proto_line = config_setting_source_line(s);
+	return 0;
 }
 
 /* One member of rules {}: its name is the rule's. */
@@ -796,9 +830,13 @@ static int load_rule(struct loader *ld, const config_setting_t *s, struct sf_rul
 			rc = each_string(ld, m, 0, listen_item, r);
 		else if (strcmp(mname, "upstream") == 0)
 			rc = each_string(ld, m, 0, upstream_item, r);
+		else if (strcmp(mname, "protocol") == 0)
+			rc = load_protocol(ld, m, r);
 		else if ((rc = load_policy_key(ld, m, &r->pol)) == 0)
-			rc = fail(ld, m,
-				  "unknown key (a rule takes listen, upstream, " POLICY_KEYS ")");
+			rc = fail(
+				ld, m,
+				"unknown key (a rule takes listen, upstream, protocol, " POLICY_KEYS
+				")");
 		if (rc < 0)
 			return rc;
 	}
@@ -1014,7 +1052,12 @@ struct lref {
 static int lref_cmp(const void *pa, const void *pb)
 {
 	const struct lref *a = pa, *b = pb;
-	int c = strcmp(a->l->hp.host, b->l->hp.host);
+	int c;
+
+	/* TCP and UDP listeners never clash: one port may have one of each. */
+	if (a->r->proto != b->r->proto)
+		return a->r->proto < b->r->proto ? -1 : 1;
+	c = strcmp(a->l->hp.host, b->l->hp.host);
 
 	if (c != 0)
 		return c;
@@ -1050,7 +1093,8 @@ static int check_overlaps(const struct sf_config *cfg, char *err, size_t errlen)
 			v[n] = (struct lref){ &cfg->rules[i], &cfg->rules[i].listen[j], n };
 	qsort(v, n, sizeof(*v), lref_cmp);
 	for (i = 1; i < n; i++) {
-		if (strcmp(v[i].l->hp.host, v[i - 1].l->hp.host) != 0) {
+		if (strcmp(v[i].l->hp.host, v[i - 1].l->hp.host) != 0 ||
+		    v[i].r->proto != v[i - 1].r->proto) {
 			hold = i;
 			continue;
 		}
@@ -1076,6 +1120,41 @@ static int check_overlaps(const struct sf_config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+/*
+ * A UDP rule has no PROXY protocol (nginx refuses it on udp listeners too,
+ * and no common UDP server reads one): refuse it, inherited or not, rather
+ * than forward datagrams the upstream would misread. The other TCP-only
+ * keys (keepalive, connect_timeout, idle_timeout, max_conns) are ignored
+ * by UDP rules, as docs/config.md says.
+ */
+static int check_udp(const struct sf_config *cfg, const struct sf_rule_conf *r, char *err,
+		     size_t errlen)
+{
+	const char *key = NULL;
+
+	if (r->proto != SF_PROTO_UDP)
+		return 0;
+	if (r->pol.accept_proxy)
+		key = "accept_proxy";
+	else if (r->pol.proxy_protocol != SF_PP_NONE)
+		key = "proxy_protocol";
+	if (key == NULL)
+		return 0;
+	if (cfg->file == NULL) {
+		snprintf(err, errlen, "-u: --%s is TCP only (no PROXY protocol for UDP)",
+			 key[0] == 'a' ? "accept-proxy" : "proxy-protocol");
+		return -EINVAL;
+	}
+	return rule_fail(cfg, r, r->proto_line, err, errlen,
+			 "%s is TCP only (no PROXY protocol for UDP)%s", key,
+			 key[0] == 'p' ? "; set proxy_protocol = \"none\" in this rule if "
+					 "it comes from defaults"
+				       : "; set accept_proxy = false in this rule if it "
+					 "comes from defaults");
+}
+
+const char *sf_proto_name(int p) { return p == SF_PROTO_UDP ? "udp" : "tcp"; }
+
 int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen)
 {
 	size_t i;
@@ -1094,6 +1173,8 @@ int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen)
 			goto nomem;
 		rc = check_ranges(cfg, &cfg->rules[i], err, errlen);
 		if (rc < 0)
+			return rc;
+		if ((rc = check_udp(cfg, &cfg->rules[i], err, errlen)) < 0)
 			return rc;
 	}
 	return check_overlaps(cfg, err, errlen);

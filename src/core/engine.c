@@ -29,6 +29,19 @@ char *sf_engine_names(char *buf, size_t len, const char *sep)
 	return buf;
 }
 
+char *sf_engine_udp_names(char *buf, size_t len, const char *sep)
+{
+	size_t i, off = 0;
+	int n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < NENGINES && off < len; i++)
+		if (engines[i]->udp)
+			off += snprintf(buf + off, len - off, "%s%s", n++ ? sep : "",
+					engines[i]->name);
+	return buf;
+}
+
 const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errlen)
 {
 	char names[128];

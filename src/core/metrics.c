@@ -325,6 +325,50 @@ static void write_rules(struct sf_expo *x, const struct mx_view *v)
 		}
 }
 
+/* The UDP families, for the rules that are (or were) UDP. */
+static void write_udp(struct sf_expo *x, const struct mx_view *v)
+{
+	size_t i;
+	int k, any = 0;
+
+	for (i = 0; i < v->n; i++)
+		any |= __atomic_load_n(&v->rules[i].e->udp, __ATOMIC_RELAXED);
+	if (!any)
+		return; /* a TCP-only configuration shows no UDP families */
+	sf_expo_family(x, "sockfwd_udp_datagrams_total", "counter",
+		       "UDP datagrams forwarded, per rule and direction.");
+	for (i = 0; i < v->n; i++)
+		for (k = 0; k < 2 && __atomic_load_n(&v->rules[i].e->udp, __ATOMIC_RELAXED); k++) {
+			const char *l[] = { "rule", v->rules[i].e->name, "direction", dir_names[k],
+					    NULL };
+
+			sf_expo_u64(x, "sockfwd_udp_datagrams_total", l, v->rules[i].sum.dgrams[k]);
+		}
+	sf_expo_family(x, "sockfwd_udp_dropped_total", "counter",
+		       "UDP datagrams dropped, per rule and reason (denied, limit, upstream, "
+		       "send, queue, truncated).");
+	for (i = 0; i < v->n; i++)
+		for (k = 0;
+		     k < SF_UD_COUNT && __atomic_load_n(&v->rules[i].e->udp, __ATOMIC_RELAXED);
+		     k++) {
+			const char *l[] = { "rule", v->rules[i].e->name, "reason",
+					    sf_udp_drop_name(k), NULL };
+
+			sf_expo_u64(x, "sockfwd_udp_dropped_total", l,
+				    v->rules[i].sum.udp_drops[k]);
+		}
+	sf_expo_family(x, "sockfwd_udp_port_unreachable_total", "counter",
+		       "ICMP port unreachable answers from upstreams (ECONNREFUSED on a "
+		       "session's socket), per rule; the session goes on.");
+	for (i = 0; i < v->n; i++) {
+		const char *l[] = { "rule", v->rules[i].e->name, NULL };
+
+		if (__atomic_load_n(&v->rules[i].e->udp, __ATOMIC_RELAXED))
+			sf_expo_u64(x, "sockfwd_udp_port_unreachable_total", l,
+				    v->rules[i].sum.udp_unreach);
+	}
+}
+
 enum { UP_ATTEMPTS, UP_FAILURES, UP_UP, UP_ACTIVE, UP_COUNT };
 
 static const struct {
@@ -414,6 +458,7 @@ int sf_metrics_render(char **text, size_t *len)
 	if (rc == 0) {
 		write_rules(&x, &v);
 		write_upstreams(&x, &v);
+		write_udp(&x, &v);
 	}
 	view_free(&v);
 	if (rc == 0)

@@ -2,8 +2,10 @@
  * Socket helpers.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -128,4 +130,49 @@ void sf_net_reset(int fd)
 {
 	sf_net_set_rst(fd);
 	close(fd);
+}
+
+int sf_addr_is_wildcard(const struct sf_sockaddr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->ss.ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+	return 0;
+}
+
+int sf_net_udp_bind(const struct sf_sockaddr *a)
+{
+	int fd, one = 1, zero = 0, rc;
+	int family = a->ss.ss_family;
+
+	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		goto fail;
+	/* Best effort: without it only the drop count is missing. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	/* Best effort: GRO batches are forwarded with UDP_SEGMENT (dgram/udp.c). */
+	(void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+	if (sf_addr_is_wildcard(a)) {
+		/* [::] gets IPv4 clients' destination as a v4-mapped IPV6_PKTINFO. */
+		if (family == AF_INET6 &&
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) < 0)
+			goto fail;
+		if (family == AF_INET &&
+		    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) < 0)
+			goto fail;
+	}
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		goto fail;
+	return fd;
+fail:
+	rc = -errno;
+	close(fd);
+	return rc;
 }

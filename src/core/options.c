@@ -36,6 +36,8 @@ enum {
 	OPT_USER,
 	OPT_DRAIN_TIMEOUT,
 	OPT_LOG_FORMAT,
+	OPT_UDP_TIMEOUT,
+	OPT_MAX_SESSIONS,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +64,9 @@ static const struct option long_opts[] = {
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+	{ "udp", no_argument, NULL, 'u' },
+	{ "udp-timeout", required_argument, NULL, OPT_UDP_TIMEOUT },
+	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -121,6 +126,12 @@ const char *sf_usage(void)
 	       "                               finish for up to DUR, then reset the rest\n"
 	       "                               (default 0: reset at once)\n"
 	       "      --log-format FMT         text (default) | json: one object per line\n"
+	       "  -u, --udp                    forward UDP datagrams instead of TCP: a\n"
+	       "                               session per client address and port\n"
+	       "      --udp-timeout DUR        end a UDP session after DUR without a\n"
+	       "                               datagram either way (default 60s)\n"
+	       "      --max-sessions N         UDP sessions per rule; the least recently\n"
+	       "                               used is evicted when full (default 65536)\n"
 	       "  -v, --verbose                one line per connection close: peers, bytes\n"
 	       "                               each way, duration, reason\n"
 	       "  -q, --quiet                  errors only\n"
@@ -128,7 +139,8 @@ const char *sf_usage(void)
 	       "  -V, --version                version and the engines compiled in\n"
 	       "\n"
 	       "With -c, -b -j -v -q and the sizes override the file's globals, and the\n"
-	       "policy flags (--balance to --accept-proxy) its defaults. Sizes take k, m\n"
+	       "policy flags (--balance to --accept-proxy, --udp-timeout and\n"
+	       "--max-sessions) its defaults. Sizes take k, m\n"
 	       "or g suffixes (64k, 1m); durations ms, s, m or h (250ms, 5m; a bare\n"
 	       "number is seconds). Exit status: 0 after SIGINT or SIGTERM, 1 on a\n"
 	       "runtime failure, 2 on a usage or config error.\n";
@@ -136,9 +148,11 @@ const char *sf_usage(void)
 
 char *sf_version_string(char *buf, size_t len)
 {
-	char names[128];
+	char names[128], unames[128];
 
-	snprintf(buf, len, "sockfwd %s (engines: %s)", SF_VERSION,
+	/* "(engines: ...)" last and whole: scripts read the engine list from it. */
+	snprintf(buf, len, "sockfwd %s (udp: %s) (engines: %s)", SF_VERSION,
+		 sf_engine_udp_names(unames, sizeof(unames), " "),
 		 sf_engine_names(names, sizeof(names), " "));
 	return buf;
 }
@@ -390,6 +404,13 @@ static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, si
 		d->accept_proxy = 1;
 		d->set |= SF_P_ACCEPT_PROXY;
 		return 0;
+	case OPT_UDP_TIMEOUT:
+		d->set |= SF_P_UDP_TIMEOUT;
+		return opt_duration("--udp-timeout", arg, 1, &d->udp_timeout_ms, err, errlen);
+	case OPT_MAX_SESSIONS:
+		d->set |= SF_P_MAX_SESSIONS;
+		return opt_uint("--max-sessions", arg, 1, SF_MAX_SESSIONS_MAX, &d->max_sessions,
+				err, errlen);
 	}
 	return -EINVAL;
 }
@@ -403,6 +424,12 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 {
 	struct sf_rule_conf *r;
 
+	if (cfg->file != NULL && cfg->udp) {
+		snprintf(err, errlen,
+			 "-u cannot be combined with -c (set protocol = \"udp\" in a rule of the "
+			 "file)");
+		return -EINVAL;
+	}
 	if (cfg->file != NULL) {
 		if (cr->nlisten > 0 || cr->nups > 0) {
 			snprintf(err, errlen,
@@ -431,6 +458,7 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 	r->nlisten = cr->nlisten;
 	r->ups = cr->ups;
 	r->nups = cr->nups;
+	r->proto = cfg->udp ? SF_PROTO_UDP : SF_PROTO_TCP;
 	cfg->rules = r;
 	cfg->nrules = 1;
 	return 0;
@@ -446,7 +474,7 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 	optind = 0; /* full reset, so the parser can run more than once */
 	opterr = 0;
 	while (rc == SF_OPT_RUN &&
-	       (c = getopt_long(argc, argv, ":l:r:c:tb:j:vqhV", long_opts, NULL)) != -1) {
+	       (c = getopt_long(argc, argv, ":l:r:c:tb:j:uvqhV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 		case 'r':
@@ -497,6 +525,8 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 		case OPT_DENY:
 		case OPT_PROXY_PROTOCOL:
 		case OPT_ACCEPT_PROXY:
+		case OPT_UDP_TIMEOUT:
+		case OPT_MAX_SESSIONS:
 			rc = opt_policy(c, optarg, &cfg->defaults, err, errlen);
 			break;
 		case OPT_METRICS:
@@ -528,6 +558,9 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 				rc = -EINVAL;
 			}
 			cfg->gset |= SF_G_LOG_FORMAT;
+			break;
+		case 'u':
+			cfg->udp = 1;
 			break;
 		case 'v':
 			verbose = 1;

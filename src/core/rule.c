@@ -81,8 +81,12 @@ static int ls_cmp(const void *a, const void *b)
 {
 	const struct sf_listener *x = *(const struct sf_listener *const *)a;
 	const struct sf_listener *y = *(const struct sf_listener *const *)b;
+	int c = addr_cmp(&x->cand.a[0], &y->cand.a[0]);
 
-	return addr_cmp(&x->cand.a[0], &y->cand.a[0]);
+	/* One address may have a TCP and a UDP listener: the protocol is in the key. */
+	if (c == 0 && x->proto != y->proto)
+		return x->proto < y->proto ? -1 : 1;
+	return c;
 }
 
 /* Resolve the upstreams of rule conf rc into r. */
@@ -141,9 +145,26 @@ static int attach_stats(struct sf_rule *r, unsigned nworkers)
 
 	if ((r->st = sf_stats_rule_get(r->name, nworkers)) == NULL)
 		return -ENOMEM;
+	if (r->proto == SF_PROTO_UDP)
+		__atomic_store_n(&r->st->udp, 1, __ATOMIC_RELAXED);
 	for (i = 0; i < r->nups; i++)
 		if ((r->ups[i].st = sf_stats_up_get(r->st, r->ups[i].label)) == NULL)
 			return -ENOMEM;
+	return 0;
+}
+
+/* A UDP rule's per-worker session lists, empty. */
+static int build_udp(struct sf_rule *r, unsigned nworkers)
+{
+	unsigned w;
+
+	r->udp = aligned_alloc(64, (nworkers ? nworkers : 1) * sizeof(*r->udp));
+	if (r->udp == NULL)
+		return -ENOMEM;
+	for (w = 0; w < nworkers; w++) {
+		r->udp[w].lru.prev = r->udp[w].lru.next = &r->udp[w].lru;
+		r->udp[w].n = 0;
+	}
 	return 0;
 }
 
@@ -183,6 +204,7 @@ static int build_listeners(const struct sf_config *cfg, struct sf_rule_conf *rc,
 				sf_addr_set_port(&l->cand.a[k], (uint16_t)p);
 			l->addr = l->cand.a[0];
 			l->rule = r;
+			l->proto = rc->proto;
 			l->gen = g;
 			l->index = p - lc->hp.port;
 			l->line = lc->line ? lc->line : rc->line;
@@ -272,6 +294,9 @@ int sf_gen_build(struct sf_config *cfg, unsigned nworkers, struct sf_gen **out, 
 
 		snprintf(r->name, sizeof(r->name), "%s", rcf->name);
 		r->pol = &rcf->pol;
+		r->proto = rcf->proto;
+		if (r->proto == SF_PROTO_UDP && (rc = build_udp(r, nworkers)) < 0)
+			goto fail_rc;
 		if ((rc = build_pool(cfg, rcf, r, err, errlen)) < 0 ||
 		    (rc = build_acl(&rcf->pol, r)) < 0 ||
 		    (rc = build_listeners(cfg, rcf, r, g, &pos, err, errlen)) < 0)
@@ -303,6 +328,7 @@ void sf_gen_unref(struct sf_gen *g)
 		return;
 	for (i = 0; i < g->nrules; i++) {
 		free(g->rules[i].ups);
+		free(g->rules[i].udp);
 		sf_cidrset_free(g->rules[i].allow);
 		sf_cidrset_free(g->rules[i].deny);
 	}
@@ -344,6 +370,14 @@ fail:
 	return rc;
 }
 
+/* One socket of l on a: listening TCP, or bound UDP. Returns the fd or -errno. */
+static int open_one(const struct sf_listener *l, const struct sf_sockaddr *a)
+{
+	if (l->proto == SF_PROTO_UDP)
+		return sf_net_udp_bind(a);
+	return sf_net_listen(a, LISTEN_BACKLOG);
+}
+
 /*
  * Open listener l's socket for every worker: the one systemd passed for
  * it, else on the first candidate that binds.
@@ -359,7 +393,7 @@ static int open_listener(struct sf_gen *g, struct sf_listener *l, char *err, siz
 		return open_passed(g, l, fd, err, errlen);
 	fd = -EADDRNOTAVAIL;
 	for (i = 0; i < l->cand.n; i++) {
-		fd = sf_net_listen(&l->cand.a[i], LISTEN_BACKLOG);
+		fd = open_one(l, &l->cand.a[i]);
 		if (fd >= 0)
 			break;
 		/* The dual-stack wildcard on a host without IPv6: try IPv4. */
@@ -369,9 +403,10 @@ static int open_listener(struct sf_gen *g, struct sf_listener *l, char *err, siz
 	if (fd < 0)
 		goto fail;
 	l->addr = l->cand.a[i];
+	l->wildcard = l->proto == SF_PROTO_UDP && sf_addr_is_wildcard(&l->addr);
 	l->socks[0].io.fd = fd;
 	for (w = 1; w < g->nworkers; w++) {
-		fd = sf_net_listen(&l->addr, LISTEN_BACKLOG);
+		fd = open_one(l, &l->addr);
 		if (fd < 0)
 			goto fail;
 		l->socks[w].io.fd = fd;
@@ -432,13 +467,19 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 
 		if (o != NULL && o->socks[0].io.fd >= 0) {
 			l->addr = o->addr;
-			for (w = 0; w < g->nworkers; w++)
+			l->wildcard = o->wildcard;
+			for (w = 0; w < g->nworkers; w++) {
 				l->socks[w].io.fd = o->socks[w].io.fd;
+				/* The count is the socket's: go on from it. */
+				l->socks[w].drops = SF_ATOMIC_GET(o->socks[w].drops);
+			}
 		} else if ((rc = open_listener(g, l, err, errlen)) < 0) {
 			break;
-		} else if (!l->rule->pol->keepalive) {
+		} else if (!l->rule->pol->keepalive || l->proto == SF_PROTO_UDP) {
 			continue;
 		}
+		if (l->proto == SF_PROTO_UDP)
+			continue;
 		/* Accepted sockets inherit keepalive from their listener. */
 		for (w = 0; w < g->nworkers; w++)
 			sf_net_keepalive(l->socks[w].io.fd, l->rule->pol->keepalive);

@@ -11,6 +11,13 @@
 #include "sockfwd/stats.h"
 
 static struct sf_stats_rule *rules_head, *rules_tail;
+
+static const char *const udp_drop_names[SF_UD_COUNT] = {
+	[SF_UD_DENIED] = "denied", [SF_UD_LIMIT] = "limit", [SF_UD_UPSTREAM] = "upstream",
+	[SF_UD_SEND] = "send",	   [SF_UD_QUEUE] = "queue", [SF_UD_TRUNC] = "truncated",
+};
+
+const char *sf_udp_drop_name(int d) { return d >= 0 && d < SF_UD_COUNT ? udp_drop_names[d] : "?"; }
 static uint64_t reloads, reload_failures;
 
 /* nworkers zeroed cache-line-aligned blocks of size bytes, or NULL. */
@@ -123,7 +130,11 @@ void sf_stats_rule_sum(const struct sf_stats_rule *r, struct sf_rule_sum *s)
 		for (k = 0; k < 2; k++) {
 			s->bytes[k] += sf_ctr_get(&b->bytes[k]);
 			s->spliced[k] += sf_ctr_get(&b->spliced[k]);
+			s->dgrams[k] += sf_ctr_get(&b->dgrams[k]);
 		}
+		for (k = 0; k < SF_UD_COUNT; k++)
+			s->udp_drops[k] += sf_ctr_get(&b->udp_drops[k]);
+		s->udp_unreach += sf_ctr_get(&b->udp_unreach);
 	}
 }
 

@@ -73,7 +73,16 @@ static int check_sock(int fd, struct sd_sock *s, char *err, size_t errlen)
 		what = "is not a socket";
 	else if (s->addr.ss.ss_family != AF_INET && s->addr.ss.ss_family != AF_INET6)
 		what = "is not an IPv4 or IPv6 socket";
-	else if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
+	else if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_DGRAM)
+		/*
+		 * One passed datagram socket would be shared by every worker, so
+		 * one client's datagrams could reach two workers and open two
+		 * sessions: UDP rules bind their own SO_REUSEPORT sockets.
+		 */
+		what = "is a datagram socket (ListenDatagram=), not a TCP stream socket: UDP "
+		       "rules bind their own sockets, one per worker; remove it from the "
+		       "socket unit";
+	else if (type != SOCK_STREAM ||
 		 getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &(socklen_t){ sizeof(int) }) < 0 ||
 		 proto != IPPROTO_TCP)
 		what = "is not a TCP stream socket (ListenStream= is needed)";
@@ -143,7 +152,7 @@ static struct sf_listener *find_listener(struct sf_gen *g, const struct sd_sock 
 	size_t i, k;
 
 	for (i = 0; i < g->nls; i++)
-		for (k = 0; k < g->ls[i].cand.n; k++)
+		for (k = 0; k < g->ls[i].cand.n && g->ls[i].proto == SF_PROTO_TCP; k++)
 			if (addr_eq(&g->ls[i].cand.a[k], &s->addr))
 				return &g->ls[i];
 	return NULL;
@@ -231,6 +240,8 @@ int sf_sd_listener_fd(struct sf_listener *l)
 {
 	size_t i, k;
 
+	if (l->proto != SF_PROTO_TCP)
+		return -1; /* passed sockets are TCP only (check_sock) */
 	for (i = 0; i < nsocks; i++) {
 		for (k = 0; k < l->cand.n; k++) {
 			if (addr_eq(&l->cand.a[k], &socks[i].addr)) {

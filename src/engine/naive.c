@@ -21,6 +21,7 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
+#include "sockfwd/udp.h"
 #include "sockfwd/worker.h"
 
 #define NV_STACK      (64u * 1024)
@@ -45,6 +46,13 @@ struct nv_conn {
  * silent host) makes main exit without freeing the workers.
  */
 struct nv_worker {
+	/*
+	 * UDP rules: served by the accept thread with the shared readiness
+	 * code (dgram/udp.c) on an epoll set of its own, polled here as one
+	 * descriptor, and the session timers in this heap.
+	 */
+	struct sf_udp udp;
+	struct sf_timers timers;
 	pthread_mutex_t lock;
 	pthread_cond_t gone; /* live dropped to 0 */
 	struct nv_conn *conns;
@@ -53,6 +61,7 @@ struct nv_worker {
 };
 
 static struct nv_worker *nv_of(const struct nv_conn *n) { return n->c.w->engine_state; }
+static struct nv_worker *nv_of_w(const struct sf_worker *w) { return w->engine_state; }
 
 static int nv_stopping(const struct nv_conn *n)
 {
@@ -356,9 +365,10 @@ static void nv_stop_conns(struct nv_worker *nw)
 
 /*
  * The poll set: the command channel, then every listener of the
- * generation. A paused listener (its rule full, EMFILE, no thread) is
- * left out (fd -1) until its own time is up, so one full rule never
- * stops the others.
+ * generation, then the UDP epoll set. A paused listener (its rule full,
+ * EMFILE, no thread) is left out (fd -1) until its own time is up, so
+ * one full rule never stops the others; UDP listeners are always left
+ * out here (the UDP epoll set watches them).
  */
 struct nv_pollset {
 	struct pollfd *pfd;
@@ -368,7 +378,7 @@ struct nv_pollset {
 
 static int nv_pollset_build(struct sf_worker *w, struct nv_pollset *ps)
 {
-	size_t n = w->draining ? 1 : w->gen->nls + 1, i; /* draining: no listener */
+	size_t n = (w->draining ? 1 : w->gen->nls + 1) + 1, i; /* draining: no listener */
 	struct pollfd *p = realloc(ps->pfd, n * sizeof(*p));
 	uint64_t *u;
 
@@ -379,7 +389,14 @@ static int nv_pollset_build(struct sf_worker *w, struct nv_pollset *ps)
 		return -ENOMEM;
 	ps->until = u;
 	for (i = 0; i < n; i++) {
-		p[i].fd = i == 0 ? w->cmdfd : w->gen->ls[i - 1].socks[w->id].io.fd;
+		if (i == 0)
+			p[i].fd = w->cmdfd;
+		else if (i == n - 1)
+			p[i].fd = nv_of_w(w)->udp.epfd;
+		else if (w->gen->ls[i - 1].proto == SF_PROTO_UDP)
+			p[i].fd = -1;
+		else
+			p[i].fd = w->gen->ls[i - 1].socks[w->id].io.fd;
 		p[i].events = POLLIN;
 		u[i] = 0;
 	}
@@ -399,7 +416,7 @@ static int nv_resume(struct sf_worker *w, struct nv_pollset *ps)
 	uint64_t now = sf_now_ms(), next = UINT64_MAX;
 	size_t i;
 
-	for (i = 1; i < ps->n; i++) {
+	for (i = 1; i + 1 < ps->n; i++) {
 		if (ps->until[i] == 0)
 			continue;
 		if (ps->until[i] <= now) {
@@ -410,6 +427,27 @@ static int nv_resume(struct sf_worker *w, struct nv_pollset *ps)
 		}
 	}
 	return next == UINT64_MAX ? -1 : (int)(next - now);
+}
+
+/* The poll timeout: the first paused listener to resume, or the first UDP timer. */
+static int nv_timeout(struct sf_worker *w, struct nv_pollset *ps)
+{
+	int a = nv_resume(w, ps), b = sf_timers_wait_ms(&nv_of_w(w)->timers, sf_now_ms());
+
+	return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* Serve the UDP sockets that are ready (revents of the UDP epoll set), then due timers. */
+static void nv_udp(struct sf_worker *w, short revents)
+{
+	struct nv_worker *nw = nv_of_w(w);
+	struct sf_timer *tm;
+
+	if (revents & POLLIN)
+		(void)sf_udp_poll(&nw->udp);
+	while ((tm = sf_timers_pop_due(&nw->timers, w->now_ms)) != NULL)
+		tm->fn(nw, tm);
+	sf_udp_reap(&nw->udp);
 }
 
 /*
@@ -426,12 +464,14 @@ static int nv_accept_loop(struct sf_worker *w)
 	if ((rc = nv_pollset_build(w, &ps)) < 0)
 		goto out;
 	for (;;) {
-		if (poll(ps.pfd, ps.n, nv_resume(w, &ps)) < 0) {
+		if (poll(ps.pfd, ps.n, nv_timeout(w, &ps)) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
 			break;
 		}
+		w->now_ms = sf_now_ms();
+		nv_udp(w, ps.pfd[ps.n - 1].revents);
 		if (ps.pfd[0].revents) {
 			unsigned cmd = sf_worker_commands(w);
 			struct sf_gen *g;
@@ -441,11 +481,17 @@ static int nv_accept_loop(struct sf_worker *w)
 				break;
 			if ((cmd & SF_WCMD_GEN) && !w->draining &&
 			    (g = sf_worker_take_gen(w)) != NULL) {
+				sf_udp_listen(&nv_of_w(w)->udp, w->gen, 0);
 				sf_worker_adopt(w, g);
+				sf_udp_gen_changed(&nv_of_w(w)->udp, g);
+				sf_udp_listen(&nv_of_w(w)->udp, g, 1);
 				rebuild = 1;
 			}
 			/* Drain: nothing else polls the listeners, so they can close. */
 			if ((cmd & SF_WCMD_DRAIN) && !w->draining) {
+				/* UDP sessions end with their listeners (docs/architecture.md). */
+				sf_udp_listen(&nv_of_w(w)->udp, w->gen, 0);
+				sf_udp_end_all(&nv_of_w(w)->udp, SF_R_STOP);
 				sf_worker_unlisten(w);
 				rebuild = 1;
 			}
@@ -455,7 +501,7 @@ static int nv_accept_loop(struct sf_worker *w)
 				continue;
 			}
 		}
-		for (i = 1; i < ps.n; i++) {
+		for (i = 1; i + 1 < ps.n; i++) {
 			struct sf_lsock *ls = &w->gen->ls[i - 1].socks[w->id];
 
 			if (ps.pfd[i].fd < 0 || !(ps.pfd[i].revents & POLLIN))
@@ -486,10 +532,18 @@ static int nv_run(struct sf_worker *w)
 	struct nv_worker nw = { .conns = NULL };
 	int rc;
 
+	sf_timers_init(&nw.timers);
+	if ((rc = sf_udp_init_own(&nw.udp, w, &nw.timers)) < 0) {
+		sf_timers_destroy(&nw.timers);
+		return rc;
+	}
 	pthread_mutex_init(&nw.lock, NULL);
 	pthread_cond_init(&nw.gone, NULL);
 	w->engine_state = &nw;
+	sf_udp_listen(&nw.udp, w->gen, 1);
 	rc = nv_accept_loop(w);
+	sf_udp_destroy(&nw.udp);
+	sf_timers_destroy(&nw.timers);
 	nv_stop_conns(&nw);
 	pthread_cond_destroy(&nw.gone);
 	pthread_mutex_destroy(&nw.lock);
@@ -502,4 +556,5 @@ const struct sf_engine sf_engine_naive = {
 	.run = nv_run,
 	.stop = sf_worker_stop,
 	.conn_threads = 1,
+	.udp = 1,
 };

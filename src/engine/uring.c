@@ -38,6 +38,7 @@
 #include "sockfwd/engine.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
+#include "sockfwd/udp.h"
 #include "sockfwd/uring_bufs.h"
 #include "sockfwd/worker.h"
 
@@ -89,6 +90,11 @@ struct ur_loop {
 	unsigned naccepts;    /* accepts (or their polls) armed, any generation */
 	int stop;
 	int draining; /* accepts cancelled: the listeners close once none is armed */
+	/*
+	 * UDP rules: the shared readiness code (dgram/udp.c) on an epoll set
+	 * of its own, watched by one poll on the ring (UR_CMD, side 1).
+	 */
+	struct sf_udp udp;
 };
 
 static uint64_t ud(void *x, enum ur_op op, int side)
@@ -596,9 +602,12 @@ static void ur_listen(struct ur_loop *l, struct sf_gen *g, int on)
 {
 	size_t i;
 
+	sf_udp_listen(&l->udp, g, on);
 	for (i = 0; i < g->nls; i++) {
 		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
 
+		if (g->ls[i].proto == SF_PROTO_UDP)
+			continue;
 		if (on) {
 			ls->armed = ls->paused = 0;
 			sf_timer_init(&ls->resume, ur_on_resume);
@@ -625,6 +634,30 @@ static void ur_arm_cmd(struct ur_loop *l)
 	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CMD, 0));
 }
 
+/*
+ * One poll on the UDP epoll set, armed again after each completion. Not
+ * multishot: a budget may leave sockets ready with no new wake-up, and a
+ * fresh poll sees that readiness at once.
+ */
+static void ur_arm_udp(struct ur_loop *l)
+{
+	struct io_uring_sqe *sqe = ur_sqe(l);
+
+	if (sqe == NULL) {
+		l->stop = 1; /* deaf to UDP: stop rather than hang */
+		return;
+	}
+	io_uring_prep_poll_add(sqe, l->udp.epfd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CMD, 1));
+}
+
+static void ur_on_udp(struct ur_loop *l)
+{
+	(void)sf_udp_poll(&l->udp);
+	if (!l->stop)
+		ur_arm_udp(l);
+}
+
 static void ur_on_cmd(struct ur_loop *l)
 {
 	unsigned cmd = sf_worker_commands(l->w);
@@ -638,12 +671,15 @@ static void ur_on_cmd(struct ur_loop *l)
 		ur_listen(l, l->w->gen, 0);
 		io_uring_submit(&l->ring);
 		sf_worker_adopt(l->w, g);
+		sf_udp_gen_changed(&l->udp, g);
 		ur_listen(l, g, 1);
 	}
 	/* Drain: the listeners close in ur_unlisten, once every accept completed. */
 	if ((cmd & SF_WCMD_DRAIN) && !l->draining) {
 		l->draining = 1;
 		ur_listen(l, l->w->gen, 0);
+		/* UDP sessions end with their listeners (docs/architecture.md). */
+		sf_udp_end_all(&l->udp, SF_R_STOP);
 	}
 	if (cmd & SF_WCMD_STOP)
 		l->stop = 1;
@@ -666,7 +702,10 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 			ur_on_accept(l, p, cqe);
 		break;
 	case UR_CMD:
-		ur_on_cmd(l);
+		if (side)
+			ur_on_udp(l);
+		else
+			ur_on_cmd(l);
 		break;
 	case UR_LTIMEOUT:
 		ur_put(l, x);
@@ -790,7 +829,13 @@ static int ur_run(struct sf_worker *w)
 	rc = sf_ubufs_init(&l->bufs, &l->ring, UR_NBUFS, w->buffer_size, UR_BGID);
 	if (rc < 0)
 		goto fail_ring;
+	rc = sf_udp_init_own(&l->udp, w, &l->timers);
+	if (rc < 0) {
+		sf_ubufs_destroy(&l->bufs);
+		goto fail_ring;
+	}
 	ur_arm_cmd(l);
+	ur_arm_udp(l);
 	ur_listen(l, w->gen, 1);
 	while (!l->stop) {
 		rc = ur_wait(l);
@@ -808,6 +853,7 @@ static int ur_run(struct sf_worker *w)
 		while ((tm = sf_timers_pop_due(&l->timers, w->now_ms)) != NULL)
 			tm->fn(l, tm);
 		ur_free_dead(l);
+		sf_udp_reap(&l->udp);
 		ur_unlisten(l);
 	}
 	/*
@@ -825,6 +871,7 @@ static int ur_run(struct sf_worker *w)
 		LIST_REMOVE(x, all);
 		free(x);
 	}
+	sf_udp_destroy(&l->udp);
 	sf_timers_destroy(&l->timers);
 	sf_ubufs_destroy(&l->bufs);
 	free(l);
@@ -894,4 +941,5 @@ const struct sf_engine sf_engine_uring = {
 	.probe = ur_probe,
 	.run = ur_run,
 	.stop = sf_worker_stop,
+	.udp = 1,
 };

@@ -346,6 +346,29 @@ static void rx_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
 	}
 }
 
+/* A UDP listener socket is readable: the shared UDP code reads it. */
+static void rx_on_udp_listen(void *ctx, struct sf_io *io, uint32_t ev)
+{
+	struct rx_loop *l = ctx;
+
+	sf_udp_on_listen(&l->udp, SF_CONTAINER_OF(io, struct sf_lsock, io));
+}
+
+/*
+ * UDP session sockets, level-triggered: the shared code reads a bounded
+ * number of batches per wakeup and what is left wakes the loop again.
+ */
+static int rx_udp_add(void *loop, struct sf_io *io) { return rx_add(loop, io, EPOLLIN); }
+
+static void rx_udp_del(void *loop, struct sf_io *io)
+{
+	struct rx_loop *l = loop;
+
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+}
+
+static const struct sf_udp_ops rx_udp_ops = { rx_udp_add, rx_udp_del };
+
 /* Register every listener of g for this worker. */
 static int rx_listen(struct rx_loop *l, struct sf_gen *g)
 {
@@ -355,7 +378,7 @@ static int rx_listen(struct rx_loop *l, struct sf_gen *g)
 	for (i = 0; i < g->nls; i++) {
 		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
 
-		ls->io.cb = rx_on_listen;
+		ls->io.cb = g->ls[i].proto == SF_PROTO_UDP ? rx_on_udp_listen : rx_on_listen;
 		ls->paused = 0;
 		sf_timer_init(&ls->resume, rx_on_resume);
 		if ((rc = rx_add_listener(l, ls)) < 0)
@@ -389,6 +412,7 @@ static void rx_take_gen(struct rx_loop *l)
 		return;
 	rx_unlisten(l, l->w->gen);
 	sf_worker_adopt(l->w, g);
+	sf_udp_gen_changed(&l->udp, g);
 	if (rx_listen(l, g) < 0)
 		sf_log_warn("worker %u: cannot listen on every address after reload", l->w->id);
 }
@@ -414,6 +438,12 @@ static void rx_run_cmds(struct rx_loop *l)
 	/* Drain: no listener left in the epoll set, then the shared policy. */
 	if ((cmd & SF_WCMD_DRAIN) && !l->w->draining) {
 		rx_unlisten(l, l->w->gen);
+		/*
+		 * UDP sessions end with their listeners: a reply could not
+		 * leave from the closed socket, and a socket kept open would
+		 * steal datagrams from the process that takes over the port.
+		 */
+		sf_udp_end_all(&l->udp, SF_R_STOP);
 		sf_worker_unlisten(l->w);
 	}
 	if (cmd & SF_WCMD_STOP)
@@ -476,6 +506,7 @@ static void rx_teardown(struct rx_loop *l)
 	while (l->ready != NULL)
 		rx_run_ready(l);
 	rx_free_dead(l);
+	sf_udp_destroy(&l->udp);
 	sf_timers_destroy(&l->timers);
 	sf_bufpool_destroy(&l->bufs);
 	if (l->xf->destroy != NULL)
@@ -495,7 +526,13 @@ int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 	LIST_INIT(&l.all);
 	sf_timers_init(&l.timers);
 	sf_bufpool_init(&l.bufs, w->buffer_size, BUF_IDLE);
+	if ((rc = sf_udp_init(&l.udp, w, &l.timers, &rx_udp_ops, &l)) < 0) {
+		sf_bufpool_destroy(&l.bufs);
+		close(l.epfd);
+		return rc;
+	}
 	if (xf->init != NULL && (rc = xf->init(&l)) < 0) {
+		sf_udp_destroy(&l.udp);
 		sf_bufpool_destroy(&l.bufs);
 		close(l.epfd);
 		return rc;
@@ -525,6 +562,7 @@ int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 		rx_run_ready(&l);
 		rx_run_timers(&l);
 		rx_free_dead(&l);
+		sf_udp_reap(&l.udp);
 		if (l.cmd_pending)
 			rx_run_cmds(&l);
 	}

@@ -16,6 +16,7 @@
 #include "sockfwd/buf.h"
 #include "sockfwd/conn.h"
 #include "sockfwd/io.h"
+#include "sockfwd/udp.h"
 
 struct sf_worker;
 
@@ -89,6 +90,7 @@ struct rx_loop {
 	struct rx_conn *ready, *ready_tail;
 	struct rx_conn *dead;
 	LIST_HEAD(, rx_conn) all;
+	struct sf_udp udp; /* UDP rules: sessions (dgram/udp.c) */
 };
 
 /* Run the loop of worker w, moving bytes with xf. Returns 0 after stop, or -errno. */

@@ -1071,3 +1071,53 @@ Test(config_file, bad_operations_globals)
 	bad("drain_timeout = \"later\"; #!\n" RULES, "drain_timeout", "duration");
 	bad("log_format = \"xml\"; #!\n" RULES, "log_format", "xml");
 }
+
+/* ---- UDP rules: protocol, udp_timeout, max_sessions ---- */
+
+Test(config_file, udp_rule_keys_and_inheritance)
+{
+	struct sf_config cfg;
+
+	good(&cfg, "defaults = { udp_timeout = \"5m\"; max_sessions = 10; };\n"
+		   "rules = {\n"
+		   "  t = { listen = \"127.0.0.1:53\"; upstream = \"127.0.0.1:54\"; };\n"
+		   "  u = { protocol = \"udp\"; listen = \"127.0.0.1:53\"; upstream = "
+		   "\"127.0.0.1:54\"; max_sessions = 3; };\n"
+		   "  v = { protocol = \"udp\"; listen = \"127.0.0.1:55\"; upstream = "
+		   "\"127.0.0.1:54\"; };\n"
+		   "};\n");
+	cr_assert_eq(cfg.nrules, 3);
+	cr_assert_eq(cfg.rules[0].proto, SF_PROTO_TCP);
+	cr_assert_eq(cfg.rules[1].proto, SF_PROTO_UDP);
+	cr_assert_eq(cfg.rules[1].pol.max_sessions, 3);
+	cr_assert_eq(cfg.rules[1].pol.udp_timeout_ms, 300000);
+	cr_assert_eq(cfg.rules[2].pol.max_sessions, 10);
+	cr_assert_eq(cfg.rules[0].pol.udp_timeout_ms, 300000, "TCP rules inherit (and ignore) it");
+	sf_config_free(&cfg);
+	good(&cfg, "rules = { u = { protocol = \"udp\"; listen = \":53\"; upstream = "
+		   "\"127.0.0.1:54\"; }; };\n");
+	cr_assert_eq(cfg.rules[0].pol.udp_timeout_ms, SF_DEFAULT_UDP_TIMEOUT_MS);
+	cr_assert_eq(cfg.rules[0].pol.max_sessions, SF_DEFAULT_MAX_SESSIONS);
+	sf_config_free(&cfg);
+}
+
+Test(config_file, udp_rule_mistakes)
+{
+	bad("rules = { u = { protocol = \"quic\"; #!\n listen = \":53\"; upstream = "
+	    "\"127.0.0.1:54\"; }; };\n",
+	    "rules.u.protocol", "unknown protocol");
+	bad("rules = { u = { protocol = \"udp\"; listen = \":53\"; upstream = \"127.0.0.1:54\";\n"
+	    " udp_timeout = 0; #!\n }; };\n",
+	    "rules.u.udp_timeout", "greater than 0");
+	bad("rules = { u = { protocol = \"udp\"; listen = \":53\"; upstream = \"127.0.0.1:54\";\n"
+	    " max_sessions = 16777217; #!\n }; };\n",
+	    "rules.u.max_sessions", "out of range");
+	/* Two UDP rules on one port clash; a TCP and a UDP one do not (above). */
+	bad("rules = {\n a = { protocol = \"udp\"; listen = \"127.0.0.1:53\"; upstream = "
+	    "\"127.0.0.1:54\"; };\n b = { protocol = \"udp\";\n listen = \"127.0.0.1:53\"; #!\n "
+	    "upstream = \"127.0.0.1:54\"; };\n};\n",
+	    "rules.b", "overlaps");
+	bad("rules = { u = { protocol = \"udp\"; #!\n listen = \":53\"; upstream = "
+	    "\"127.0.0.1:54\"; proxy_protocol = \"v1\"; }; };\n",
+	    "rules.u", "no PROXY protocol for UDP");
+}
