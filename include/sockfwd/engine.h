@@ -22,6 +22,8 @@ struct sf_engine {
 	 * counters then have several writers (stats.h).
 	 */
 	int conn_threads;
+	/* Serves meet and bridge rules (config mode), not only forward ones. */
+	int pairs;
 };
 
 /*
@@ -29,6 +31,14 @@ struct sf_engine {
  * unknown name, or an engine this build lacks).
  */
 const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errlen);
+/*
+ * Can e run every rule of cfg? Returns 0, or -EINVAL with a message
+ * naming the first rule whose mode e does not serve and the engines that do.
+ */
+struct sf_config;
+int sf_engine_check_modes(const struct sf_engine *e, const struct sf_config *cfg, char *err,
+			  size_t errlen);
+
 /* The default engine (splice). */
 const struct sf_engine *sf_engine_default(void);
 /* Space-separated names of the engines compiled in, into buf. */

@@ -71,6 +71,7 @@ struct sf_rule {
 	unsigned rr;			 /* round-robin cursor */
 	uint64_t active;		 /* connections open; counted only with max_conns */
 	struct sf_stats_rule *st;	 /* its counters (stats.h) */
+	int mode;			 /* enum sf_mode */
 };
 
 struct sf_worker;
@@ -95,6 +96,7 @@ struct sf_listener {
 	unsigned index; /* position in its listen port range */
 	int line;
 	struct sf_lsock *socks; /* one per worker (dups of one passed by systemd) */
+	unsigned side;		/* meet: 0 for the rule's first listen address, 1 the second */
 };
 
 struct sf_gen {
@@ -167,6 +169,15 @@ int sf_rule_allows(const struct sf_rule *r, const struct sockaddr *sa);
  * or -1 when every upstream was tried.
  */
 int sf_rule_pick(struct sf_rule *r, const struct sockaddr *client, uint64_t tried, uint64_t now);
+
+/*
+ * Meet and bridge rules are served by worker 0 alone: the two clients of
+ * a pair must meet in one loop, and --pairs counts pairs of the whole
+ * process. A meet listener has one socket (worker 0's; the others' are
+ * -1), so the kernel never queues a client where nobody accepts it.
+ */
+#define SF_PAIR_WORKER 0u
+static inline int sf_rule_paired(const struct sf_rule *r) { return r->mode != SF_MODE_FORWARD; }
 
 /* Passive health: a connect to u failed, or succeeded. */
 void sf_upstream_failed(const struct sf_rule *r, struct sf_upstream *u, uint64_t now);

@@ -19,4 +19,5 @@ const struct sf_engine sf_engine_epoll = {
 	.probe = NULL,
 	.run = ep_run,
 	.stop = sf_worker_stop,
+	.pairs = 1,
 };

@@ -244,4 +244,5 @@ const struct sf_engine sf_engine_splice = {
 	.probe = NULL,
 	.run = sp_run,
 	.stop = sf_worker_stop,
+	.pairs = 1,
 };
