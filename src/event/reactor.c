@@ -357,7 +357,7 @@ static void rx_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
 
 	for (i = 0; i < ACCEPT_BUDGET && !ls->paused; i++) {
 		/* max_conns: a full rule leaves its clients in the backlog. */
-		if (!sf_rule_reserve(ls->l->rule)) {
+		if (!sf_rule_reserve(ls->l->rule) && !rx_meet_reserve(l, ls)) {
 			rx_pause(l, ls);
 			return;
 		}

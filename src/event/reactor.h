@@ -140,6 +140,13 @@ int rx_pairs_gen(struct rx_loop *l);
 void rx_pairs_drain(struct rx_loop *l);
 void rx_pairs_stop(struct rx_loop *l);
 void rx_pairs_free(struct rx_loop *l);
+/*
+ * The rule of meet listener ls is at max_conns: take a slot all the same
+ * when a client waits on the other side, since the new client only joins
+ * it (and gives the slot back); else the waiting clients, holding every
+ * slot, would wait for ever. Returns 1 when a slot was taken.
+ */
+int rx_meet_reserve(struct rx_loop *l, const struct sf_lsock *ls);
 /* Does worker w serve listener socket ls (meet listeners: worker 0 only)? */
 int rx_serves(const struct rx_loop *l, const struct sf_lsock *ls);
 

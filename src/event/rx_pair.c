@@ -113,6 +113,21 @@ static int meet_left(struct rx_conn *x)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
+int rx_meet_reserve(struct rx_loop *l, const struct sf_lsock *ls)
+{
+	struct sf_rule *r = ls->l->rule;
+	struct rx_meetq *q;
+
+	if (r->mode != SF_MODE_MEET || l->pairs == NULL)
+		return 0;
+	LIST_FOREACH(q, &l->pairs->meets, link)
+	if (strcmp(q->name, r->name) == 0 && !TAILQ_EMPTY(&q->q[!ls->l->side])) {
+		SF_ATOMIC_ADD(r->active, 1);
+		return 1;
+	}
+	return 0;
+}
+
 /* Waiting client x left, or its time is up: end it as its socket tells. */
 static void meet_drop(struct rx_loop *l, struct rx_conn *x)
 {

@@ -360,6 +360,34 @@ PAIR_TEST(meet, meet_timeout, 30)
 	fwd_release(&f);
 }
 
+/*
+ * --max-conns counts waiting clients and pairs: with one slot, a client
+ * waiting on B still gets its partner from A (the rule is full, but the
+ * partner only joins); a second pair waits until the first ends.
+ */
+PAIR_TEST(meet, max_conns, 30)
+{
+	const char *extra[] = { "--max-conns", "1", NULL };
+	struct fwd f;
+	int pa, pb, a, b, a2, b2;
+
+	meet_start(&f, engine, &pa, &pb, extra);
+	b = tcp_connect(AF_INET, pb);
+	sleep_ms(50); /* let it be accepted and wait: the rule is then full */
+	a = tcp_connect(AF_INET, pa);
+	pair_ping(a, b, "full but joined");
+	/* The rule is full: these wait in the backlog until the pair ends. */
+	b2 = tcp_connect(AF_INET, pb);
+	a2 = tcp_connect(AF_INET, pa);
+	close(a);
+	close(b);
+	pair_ping(a2, b2, "next pair");
+	close(a2);
+	close(b2);
+	fwd_stop(&f);
+	fwd_release(&f);
+}
+
 /* ---- bridge ---- */
 
 /* A pair against two servers: 16 MiB each way by hash; when it ends, a new pair. */
