@@ -600,6 +600,90 @@ PAIR_TEST(tunnel, config_file, 60)
 	srv_stop(&echo);
 }
 
+/* ---- reload ---- */
+
+/* SIGHUP, then wait (bounded) until main logged one more "reloaded". */
+static void pair_reload(struct fwd *f)
+{
+	int before = fwd_log_count(f, "reloaded ", NULL);
+
+	fwd_assert_alive(f);
+	sys_assert(kill(f->pid, SIGHUP) == 0, "kill SIGHUP");
+	for (int i = 0; i < 1000 && fwd_log_count(f, "reloaded ", NULL) <= before; i++)
+		sleep_ms(10);
+	cr_assert_gt(fwd_log_count(f, "reloaded ", NULL), before,
+		     "no 'reloaded' line after SIGHUP; stderr:\n%s", fwd_stderr_tail(f));
+}
+
+/*
+ * A reload that drops a bridge rule ends its pair; the bridge rule it
+ * adds starts its own; a meet rule added by the reload meets clients.
+ */
+PAIR_TEST(tunnel, reload, 60)
+{
+	struct fwd_conf c = { .engine = engine, .nlisten = 3 };
+	int la, lb, lc, ld, a, b, x, y;
+	char buf[8];
+	struct fwd f;
+
+	for (int i = 0; i < 4; i++) {
+		do
+			c.up[i] = pick_port(AF_INET);
+		while (i > 0 && c.up[i] == c.up[i - 1]);
+	}
+	la = lsn_open(c.up[0]);
+	lb = lsn_open(c.up[1]);
+	lc = lsn_open(c.up[2]);
+	ld = lsn_open(c.up[3]);
+	fwd_start_conf(&f, &c,
+		       "engine = \"@E\";\n"
+		       "log_level = \"verbose\";\n"
+		       "rules = {\n"
+		       "  fwd = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		       "  b1 = { mode = \"bridge\"; upstream = [\"127.0.0.1:@U0\", "
+		       "\"127.0.0.1:@U1\"]; };\n"
+		       "};\n");
+	a = lsn_accept(la, E2E_HANG_MS);
+	b = lsn_accept(lb, E2E_HANG_MS);
+	cr_assert(a >= 0 && b >= 0, "b1 did not connect; %s", fwd_note());
+	pair_ping(a, b, "b1");
+	conf_write(&c, "engine = \"@E\";\n"
+		       "log_level = \"verbose\";\n"
+		       "rules = {\n"
+		       "  fwd = { listen = \"127.0.0.1:@L0\"; upstream = \"127.0.0.1:@U0\"; };\n"
+		       "  b2 = { mode = \"bridge\"; upstream = [\"127.0.0.1:@U2\", "
+		       "\"127.0.0.1:@U3\"]; };\n"
+		       "  m = { mode = \"meet\"; listen = [\"127.0.0.1:@L1\", "
+		       "\"127.0.0.1:@L2\"]; };\n"
+		       "};\n");
+	pair_reload(&f);
+	/* b1's pair ends with a reset; b2 connects. */
+	cr_assert_neq(recv_exact_ms(a, buf, 1, E2E_RESET_MS), -ETIMEDOUT, "b1's pair lives on");
+	cr_assert_neq(recv_exact_ms(b, buf, 1, E2E_RESET_MS), -ETIMEDOUT, "b1's pair lives on");
+	close(a);
+	close(b);
+	x = lsn_accept(lc, E2E_HANG_MS);
+	y = lsn_accept(ld, E2E_HANG_MS);
+	cr_assert(x >= 0 && y >= 0, "b2 did not connect after the reload; %s", fwd_note());
+	pair_ping(x, y, "b2");
+	cr_assert(lsn_accept(la, 300) < 0, "b1 connected again after it was dropped");
+	fwd_wait_port(&f, c.lport[1], 1, E2E_READY_MS);
+	a = tcp_connect(AF_INET, c.lport[1]);
+	b = tcp_connect(AF_INET, c.lport[2]);
+	pair_ping(a, b, "m");
+	close(a);
+	close(b);
+	close(x);
+	close(y);
+	fwd_stop(&f);
+	fwd_release(&f);
+	conf_remove(&c);
+	close(la);
+	close(lb);
+	close(lc);
+	close(ld);
+}
+
 /* ---- usage errors ---- */
 
 /* argv (with "@A", "@B" replaced by free loopback addresses) exits 2 naming words. */
