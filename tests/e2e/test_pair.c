@@ -169,16 +169,20 @@ static void bridge_start(struct fwd *f, const char *engine, int pa, int pb,
 	fwd_spawn(f, argv, 0);
 }
 
+static void pair_ping(int p, int q, const char *tag);
+
 /*
  * p and q are the two ends of one pair: len bytes each way at once, each
  * side then shuts down writing; each must read exactly what the other
- * sent (hash), then EOF.
+ * sent (hash), then EOF. A ping first: a FIN from a meet client still
+ * waiting for its partner would mean it left.
  */
 static void pair_bulk(int p, int q, uint64_t len)
 {
 	struct sender sp, sq;
 	uint64_t hp, hq, np, nq;
 
+	pair_ping(p, q, "joined");
 	sender_start(&sp, p, 101, len, 1);
 	sender_start(&sq, q, 202, len, 1);
 	nq = recv_to_eof(q, &hq, len);
@@ -221,7 +225,7 @@ PAIR_TEST(meet, bulk_16m, 120)
 	pair_bulk(a, b, 16 * MiB);
 	close(a);
 	close(b);
-	cr_assert(fwd_log_wait(&f, E2E_HANG_MS, "c2u=16777216 u2c=16777216", "reason=eof"),
+	cr_assert(fwd_log_wait(&f, E2E_HANG_MS, "c2u=16777222 u2c=16777222", "reason=eof"),
 		  "no close line for the pair; stderr:\n%s", fwd_stderr_tail(&f));
 	/* The second comer is joined too: B first, then A. */
 	b = tcp_connect(AF_INET, pb);
@@ -252,6 +256,14 @@ PAIR_TEST(meet, early_bytes_and_halfclose, 60)
 		first = order == 0 ? a : b;
 		second = order == 0 ? b : a;
 		if (order == 0) {
+			char j;
+
+			/*
+			 * A FIN while waiting means "left": shut down only once
+			 * the pair is joined, which a byte from B proves.
+			 */
+			send_all(b, "j", 1);
+			recv_exact(a, &j, 1);
 			sys_assert(shutdown(a, SHUT_WR) == 0, "shutdown");
 			n = recv_to_eof(b, &h, 100 * KiB);
 			cr_assert(n == 100 * KiB && h == gen_hash(7, 100 * KiB),
@@ -279,7 +291,7 @@ PAIR_TEST(meet, early_bytes_and_halfclose, 60)
 		close(a);
 		close(b);
 	}
-	cr_assert(fwd_log_wait(&f, E2E_HANG_MS, "u2c=1048576", "reason=eof"),
+	cr_assert(fwd_log_wait(&f, E2E_HANG_MS, "c2u=1150976", "reason=eof"),
 		  "no eof close line; stderr:\n%s", fwd_stderr_tail(&f));
 	cr_assert_eq(fwd_log_count(&f, "reset=", NULL), 0, "a pair was reset; stderr:\n%s",
 		     fwd_stderr_tail(&f));
@@ -559,6 +571,8 @@ PAIR_TEST(tunnel, two_processes, 90)
 		struct sender snd;
 		uint64_t h, n;
 
+		/* Joined first: a FIN while waiting for the tunnel would mean "left". */
+		echo_roundtrip(c, 299, 16);
 		sender_start(&snd, c, 300 + (uint64_t)session, 4 * MiB, 1);
 		n = recv_to_eof(c, &h, 4 * MiB);
 		sender_join(&snd);

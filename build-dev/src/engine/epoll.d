@@ -1,0 +1,20 @@
+build-dev/src/engine/epoll.o: src/engine/epoll.c src/event/reactor.h \
+ include/sockfwd/buf.h include/sockfwd/conn.h include/sockfwd/addr.h \
+ include/sockfwd/rule.h include/sockfwd/acl.h include/sockfwd/config.h \
+ include/sockfwd/io.h include/sockfwd/timer.h include/sockfwd/stats.h \
+ include/sockfwd/worker.h include/sockfwd/io.h include/sockfwd/engine.h \
+ include/sockfwd/worker.h
+src/event/reactor.h:
+include/sockfwd/buf.h:
+include/sockfwd/conn.h:
+include/sockfwd/addr.h:
+include/sockfwd/rule.h:
+include/sockfwd/acl.h:
+include/sockfwd/config.h:
+include/sockfwd/io.h:
+include/sockfwd/timer.h:
+include/sockfwd/stats.h:
+include/sockfwd/worker.h:
+include/sockfwd/io.h:
+include/sockfwd/engine.h:
+include/sockfwd/worker.h:
