@@ -21,9 +21,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* The engines that serve meet and bridge. */
+/* The engines that serve meet and bridge (uring refuses them: pair_cli). */
 #define PAIR_TEST(suite, name, to)                                                                 \
 	static void name(const char *engine);                                                      \
+	Test(suite, name##_naive, .timeout = (to)) { name("naive"); }                              \
 	Test(suite, name##_epoll, .timeout = (to)) { name("epoll"); }                              \
 	Test(suite, name##_splice, .timeout = (to)) { name("splice"); }                            \
 	static void name(const char *engine)
@@ -757,14 +758,20 @@ Test(pair_cli, usage_errors, .timeout = 120)
 		     "--proxy-protocol");
 	expect_usage((const char *[]){ "sockfwd", "--meet", "-c", "/dev/null", NULL },
 		     "-c cannot be combined with --meet");
-	/* Engines that do not serve meet and bridge say so. */
-	expect_usage((const char *[]){ "sockfwd", "-b", "naive", "--meet", "-l", "@A", "-l", "@B",
+}
+
+#ifdef SF_HAVE_URING
+/* The uring engine does not serve meet and bridge, and says so. */
+Test(pair_cli, uring_refuses, .timeout = 60)
+{
+	expect_usage((const char *[]){ "sockfwd", "-b", "uring", "--meet", "-l", "@A", "-l", "@B",
 				       NULL },
 		     "does not serve");
-	expect_usage((const char *[]){ "sockfwd", "-b", "naive", "--bridge", "-r", "@A", "-r", "@B",
+	expect_usage((const char *[]){ "sockfwd", "-b", "uring", "--bridge", "-r", "@A", "-r", "@B",
 				       NULL },
 		     "does not serve");
 }
+#endif
 
 /* Config: a meet or bridge rule of the wrong shape is refused by -t with exit 2. */
 Test(pair_cli, config_errors, .timeout = 60)
