@@ -2,6 +2,7 @@
  * Socket helpers.
  */
 #include <errno.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -128,4 +129,11 @@ void sf_net_reset(int fd)
 {
 	sf_net_set_rst(fd);
 	close(fd);
+}
+
+int sf_net_peer_gone(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }

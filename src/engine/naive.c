@@ -681,12 +681,7 @@ static int nv_meet_reserve(struct sf_worker *w, const struct sf_lsock *ls)
 }
 
 /* Has the waiting client x left (FIN, reset), whether or not its thread saw it yet? */
-static int nv_left(const struct nv_conn *x)
-{
-	struct pollfd p = { .fd = x->c.fd[SF_CLIENT], .events = POLLRDHUP };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
+static int nv_left(const struct nv_conn *x) { return sf_net_peer_gone(x->c.fd[SF_CLIENT]); }
 
 /*
  * The thread of a waiting meet client: wait until it is joined (its
@@ -761,7 +756,9 @@ static void nv_meet_accept(struct sf_worker *w, struct sf_lsock *ls, int fd,
 
 	pthread_mutex_lock(&nw->lock);
 	q = nv_meetq_get(nw, r->name);
-	if (q != NULL && sf_rule_allows(r, (const struct sockaddr *)&peer->ss)) {
+	/* A client gone before it was accepted waits, and so leaves, as any other. */
+	if (q != NULL && sf_rule_allows(r, (const struct sockaddr *)&peer->ss) &&
+	    !sf_net_peer_gone(fd)) {
 		TAILQ_FOREACH(x, &q->q[!side], wait)
 		if (!x->joined && !nv_left(x))
 			break;

@@ -21,7 +21,6 @@
  * of the whole process.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,11 +105,7 @@ static struct rx_meetq *meetq_get(struct rx_loop *l, const char *name)
  */
 static int meet_left(struct rx_conn *x)
 {
-	struct pollfd p = { .fd = x->c.fd[SF_CLIENT], .events = POLLIN | POLLRDHUP };
-
-	if (x->hup[SF_CLIENT])
-		return 1;
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+	return x->hup[SF_CLIENT] || sf_net_peer_gone(x->c.fd[SF_CLIENT]);
 }
 
 int rx_meet_reserve(struct rx_loop *l, const struct sf_lsock *ls)
@@ -205,9 +200,13 @@ void rx_meet_accept(struct rx_loop *l, struct sf_lsock *ls, int fd, const struct
 	uint64_t when;
 	int rc;
 
-	/* A refused client gets a connection of its own, counted as denied. */
+	/*
+	 * A refused client gets a connection of its own, counted as denied;
+	 * so does one that left before it was accepted (a FIN or a reset
+	 * still in the backlog), which then leaves the queue as any other.
+	 */
 	if (q != NULL && sf_rule_allows(r, (const struct sockaddr *)&peer->ss) &&
-	    (x = meet_first(l, q, !side)) != NULL) {
+	    !sf_net_peer_gone(fd) && (x = meet_first(l, q, !side)) != NULL) {
 		sf_rule_release(r); /* the pair holds one slot: the first client's */
 		meet_join(l, x, !side, fd, peer);
 		return;
