@@ -45,9 +45,11 @@ struct rx_conn {
 	uint8_t connecting;
 	uint8_t dead;
 	uint8_t queued;
-	uint8_t more[2];	   /* direction stopped by its budget */
-	uint8_t hup[2];		   /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
-	int8_t err_side;	   /* side whose call failed, for the close line */
+	uint8_t more[2]; /* direction stopped by its budget */
+	uint8_t hup[2];	 /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
+	int8_t err_side; /* side whose call failed, for the close line */
+
+	/* meet and bridge (rx_pair.c) */
 	uint8_t pairing;	   /* meet: waiting for a partner; bridge: connecting */
 	void *pair;		   /* meet: its queue while waiting; bridge: its slot */
 	TAILQ_ENTRY(rx_conn) wait; /* meet: in its queue while waiting */

@@ -1,2 +1,0 @@
-build-dev/src/core/addr.o: src/core/addr.c include/sockfwd/addr.h
-include/sockfwd/addr.h:

@@ -1,2 +1,0 @@
-build-dev/src/core/priv.o: src/core/priv.c include/sockfwd/priv.h
-include/sockfwd/priv.h:

@@ -1,2 +1,0 @@
-build-dev/src/core/timer.o: src/core/timer.c include/sockfwd/timer.h
-include/sockfwd/timer.h:
