@@ -88,6 +88,27 @@ static int check_engine(const struct sf_engine *e, const struct sf_gen *g, char 
 	return 0;
 }
 
+/* The line of a meet or bridge rule: its two ends. */
+static void log_pair_rule(const struct sf_main *m, const struct sf_gen *g, const struct sf_rule *r)
+{
+	char a[SF_ADDRSTRLEN] = "-", b[SF_ADDRSTRLEN] = "-";
+	size_t j;
+
+	if (r->mode == SF_MODE_BRIDGE) {
+		sf_log_info("rule '%s': bridging %s and %s, %u pair%s (engine %s, worker 0)",
+			    r->name, r->ups[0].label, r->ups[1].label, r->pol->pairs,
+			    r->pol->pairs > 1 ? "s" : "", m->engine->name);
+		return;
+	}
+	for (j = 0; j < g->nls; j++) {
+		if (g->ls[j].rule == r)
+			sf_addr_format((const struct sockaddr *)&g->ls[j].addr.ss,
+				       g->ls[j].side ? b : a, SF_ADDRSTRLEN);
+	}
+	sf_log_info("rule '%s': meeting clients of %s and %s (engine %s, worker 0)", r->name, a, b,
+		    m->engine->name);
+}
+
 /* One line per rule at start and after a reload. */
 static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 {
@@ -98,6 +119,10 @@ static void log_rules(const struct sf_main *m, const struct sf_gen *g)
 		const struct sf_rule *r = &g->rules[i];
 		const struct sf_listener *first = NULL;
 
+		if (sf_rule_paired(r)) {
+			log_pair_rule(m, g, r);
+			continue;
+		}
 		for (j = 0, n = 0; j < g->nls; j++) {
 			if (g->ls[j].rule != r)
 				continue;
@@ -147,6 +172,12 @@ static void reload(struct sf_main *m)
 	}
 	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
 		sf_log_warnx("reload: engine and threads changes take effect at restart");
+	if (sf_engine_check_modes(m->engine, &cfg, err, sizeof(err)) < 0) {
+		sf_log_error("reload failed, keeping the running rules: %s", err);
+		sf_stats_reloaded(0);
+		sf_config_free(&cfg);
+		return;
+	}
 	if (strcmp(cfg.user, m->gen->cfg.user) != 0)
 		sf_log_warnx("reload: a user change takes effect at restart");
 	sf_log_setlevel(cfg.loglevel);
@@ -405,6 +436,8 @@ int main(int argc, char **argv)
 	m.nworkers = cfg.threads;
 	if (!cfg.check && m.engine->probe != NULL && m.engine->probe(err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "-b %s: %s", m.engine->name, err);
+	if (sf_engine_check_modes(m.engine, &cfg, err, sizeof(err)) < 0)
+		sf_fatalx(EXIT_USAGE, "%s", err);
 	if (sf_gen_build(&cfg, m.nworkers, &m.gen, err, sizeof(err)) < 0)
 		sf_fatalx(EXIT_USAGE, "%s", err);
 	if (check_engine(m.engine, m.gen, err, sizeof(err)) < 0)

@@ -50,6 +50,25 @@ enum {
 	SF_P_MAX_SESSIONS = 1u << 21,
 };
 
+/*
+ * Meet and bridge policy keys: high bits of their own, merged by their
+ * own loop (config.c, pair_merge), so other key families can grow
+ * from bit 11 up without meeting them.
+ */
+enum {
+	SF_P_MEET_TIMEOUT = 1u << 22,
+	SF_P_PAIRS = 1u << 23,
+};
+
+/* What a rule does with its addresses (config: mode = ...). */
+enum sf_mode {
+	SF_MODE_FORWARD = 0, /* accept on listen, connect to an upstream */
+	SF_MODE_MEET,	     /* accept one client on each of two listens, join them */
+	SF_MODE_BRIDGE,	     /* connect to each of two upstreams, join them */
+};
+
+#define SF_PAIRS_MAX 1024u /* --pairs, pairs = */
+
 /* Built-in defaults of the policy keys. */
 #define SF_DEFAULT_CONNECT_TIMEOUT_MS 10000u
 #define SF_DEFAULT_FAIL_TIMEOUT_MS    10000u
@@ -78,6 +97,8 @@ struct sf_policy {
 	int accept_proxy;
 	uint64_t udp_timeout_ms; /* UDP: a session ends after this without a datagram */
 	unsigned max_sessions;	 /* UDP: sessions per rule; the least recently used goes */
+	uint64_t meet_timeout_ms; /* meet: close a client waiting that long; 0: never */
+	unsigned pairs;		  /* bridge: pairs kept (default 1) */
 };
 
 /* A listen address, or a port range host:first-last. */
@@ -110,6 +131,7 @@ struct sf_rule_conf {
 	struct sf_policy pol; /* complete once sf_config_finish merged the defaults */
 	int proto;	      /* enum sf_proto */
 	int proto_line;	      /* line of its protocol key, 0 when not given */
+	int mode;	      /* enum sf_mode */
 };
 
 /* Globals the command line set, so the file does not override them. */
@@ -206,5 +228,9 @@ const char *sf_proto_name(int p);
 
 /* "roundrobin" ... for enum sf_balance; NULL when out of range. */
 const char *sf_balance_name(int b);
+
+/* "forward", "meet" or "bridge" for enum sf_mode ("?" out of range); parse: -EINVAL. */
+const char *sf_mode_name(int m);
+int sf_mode_parse(const char *s);
 
 #endif

@@ -63,6 +63,10 @@ struct sf_conn {
 	struct sf_timer timer;
 	char *hdr; /* --accept-proxy: header bytes read so far */
 	uint16_t hdr_len;
+	uint8_t kind;		  /* enum sf_mode of its rule */
+	uint8_t bup;		  /* bridge: sides connected, a bit per side */
+	unsigned baddr[2];	  /* bridge: address of side's upstream being tried */
+	struct sf_inaddr partner; /* meet: the client of the second listen address */
 };
 
 /*
@@ -179,5 +183,52 @@ int sf_conn_connect_reason(const struct sf_conn *c);
  * reset.
  */
 int sf_conn_refused_reason(const struct sf_conn *c, int err);
+
+/*
+ * Meet (listen to listen): a client accepted on a meet listener is an
+ * sf_conn_init connection waiting for its partner, with fd[SF_CLIENT] its
+ * socket; its rule slot is held while it waits. When a client arrives on
+ * the other address, it joins the waiting one: fd[0] becomes the client
+ * of the rule's first listen address and fd[1] the second's, so SF_C2U is
+ * first-to-second whoever came first. A pair counts as one connection
+ * (accepted once, when its first client arrives); the joining client's
+ * rule slot is given back by the caller. From then on the pair is an
+ * established connection: sf_conn_shut, sf_conn_close, sf_conn_reset.
+ */
+
+/*
+ * The client fd (address peer) of listen side !wside joins c, waiting on
+ * side wside. Returns the slot of fd[] that now holds the waiting
+ * client's socket (wside).
+ */
+int sf_conn_meet_join(struct sf_conn *c, unsigned wside, int fd, const struct sf_sockaddr *peer);
+
+/* When a waiting client's meet_timeout is due (ms), or 0 for never. */
+uint64_t sf_conn_meet_deadline(const struct sf_conn *c);
+
+/*
+ * Bridge (connect to connect): side d of the connection is connected to
+ * upstream d of its rule (exactly two). The connection is counted when
+ * it starts (accepted), its connects with the upstreams' attempts,
+ * failures and opened counters and passive health, as a forward
+ * connect; each side tries its upstream's resolved addresses in turn.
+ * Both sides connected: an established connection as any other.
+ */
+void sf_conn_init_bridge(struct sf_conn *c, struct sf_worker *w, struct sf_gen *g,
+			 struct sf_rule *r);
+
+/*
+ * Start side d's non-blocking connect from its current address on; sets
+ * fd[d]. Returns 0 when connected, -EINPROGRESS when under way (writable
+ * when done; the timeout is the caller's), or -errno once every address
+ * failed (fd[d] is -1).
+ */
+int sf_conn_bridge_connect(struct sf_conn *c, int d);
+
+/* Side d's attempt failed with err (-ETIMEDOUT from the caller's timer): the next address. */
+int sf_conn_bridge_next(struct sf_conn *c, int d, int err);
+
+/* Side d connected: health, counters, keepalive. Returns 1 once both sides are, else 0. */
+int sf_conn_bridge_connected(struct sf_conn *c, int d);
 
 #endif

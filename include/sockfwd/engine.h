@@ -24,6 +24,8 @@ struct sf_engine {
 	int conn_threads;
 	/* Serves UDP rules (protocol = udp); the others refuse them at start and reload. */
 	int udp;
+	/* Serves meet and bridge rules (config mode), not only forward ones. */
+	int pairs;
 };
 
 /*
@@ -31,6 +33,14 @@ struct sf_engine {
  * unknown name, or an engine this build lacks).
  */
 const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errlen);
+/*
+ * Can e run every rule of cfg? Returns 0, or -EINVAL with a message
+ * naming the first rule whose mode e does not serve and the engines that do.
+ */
+struct sf_config;
+int sf_engine_check_modes(const struct sf_engine *e, const struct sf_config *cfg, char *err,
+			  size_t errlen);
+
 /* The default engine (splice). */
 const struct sf_engine *sf_engine_default(void);
 /* Names of the engines compiled in that serve UDP, separated by sep, into buf. */

@@ -57,6 +57,12 @@ void sf_net_set_nodelay(int fd);
 /* Pending socket error (SO_ERROR) as -errno, or 0. */
 int sf_net_so_error(int fd);
 
+/*
+ * Has the peer of connected socket fd gone (FIN or reset received), even
+ * with unread bytes before it? A poll, without waiting. Returns 1 or 0.
+ */
+int sf_net_peer_gone(int fd);
+
 /* Arrange for close(fd) to send RST rather than FIN (SO_LINGER 0). */
 void sf_net_set_rst(int fd);
 

@@ -85,6 +85,7 @@ struct sf_rule {
 	int proto;			 /* enum sf_proto */
 	uint64_t sessions;		 /* UDP sessions open, every worker (atomic) */
 	struct sf_rule_udp *udp;	 /* UDP: one per worker */
+	int mode;			 /* enum sf_mode */
 };
 
 struct sf_worker;
@@ -112,6 +113,7 @@ struct sf_listener {
 	struct sf_lsock *socks; /* one per worker (dups of one passed by systemd) */
 	int proto;		/* enum sf_proto: SOCK_STREAM or SOCK_DGRAM sockets */
 	int wildcard;		/* UDP: bound to a wildcard address (replies need pktinfo) */
+	unsigned side;		/* meet: 0 for the rule's first listen address, 1 the second */
 };
 
 struct sf_gen {
@@ -184,6 +186,15 @@ int sf_rule_allows(const struct sf_rule *r, const struct sockaddr *sa);
  * or -1 when every upstream was tried.
  */
 int sf_rule_pick(struct sf_rule *r, const struct sockaddr *client, uint64_t tried, uint64_t now);
+
+/*
+ * Meet and bridge rules are served by worker 0 alone: the two clients of
+ * a pair must meet in one loop, and --pairs counts pairs of the whole
+ * process. A meet listener has one socket (worker 0's; the others' are
+ * -1), so the kernel never queues a client where nobody accepts it.
+ */
+#define SF_PAIR_WORKER 0u
+static inline int sf_rule_paired(const struct sf_rule *r) { return r->mode != SF_MODE_FORWARD; }
 
 /* Passive health: a connect to u failed, or succeeded. */
 void sf_upstream_failed(const struct sf_rule *r, struct sf_upstream *u, uint64_t now);

@@ -24,7 +24,8 @@
 
 #define POLICY_KEYS                                                                                \
 	"balance, max_fails, fail_timeout, connect_timeout, idle_timeout, keepalive, "             \
-	"max_conns, allow, deny, proxy_protocol, accept_proxy, udp_timeout, max_sessions"
+	"max_conns, allow, deny, proxy_protocol, accept_proxy, udp_timeout, max_sessions, "        \
+	"meet_timeout, pairs"
 #define GLOBAL_KEYS                                                                                \
 	"engine, threads, buffer_size, pipe_size, log_level, log_format, metrics, user, "          \
 	"drain_timeout, defaults or rules"
@@ -50,6 +51,14 @@ static const struct sf_policy builtin_policy = {
 	.accept_proxy = 0,
 	.udp_timeout_ms = SF_DEFAULT_UDP_TIMEOUT_MS,
 	.max_sessions = SF_DEFAULT_MAX_SESSIONS,
+	.meet_timeout_ms = 0,
+	.pairs = 1,
+};
+
+static const char *const mode_names[] = {
+	[SF_MODE_FORWARD] = "forward",
+	[SF_MODE_MEET] = "meet",
+	[SF_MODE_BRIDGE] = "bridge",
 };
 
 /* ---- values shared with the command line ---- */
@@ -585,6 +594,13 @@ static int load_policy_key(struct loader *ld, const config_setting_t *s, struct 
 		bit = SF_P_MAX_SESSIONS;
 		if ((rc = get_int(ld, s, 1, SF_MAX_SESSIONS_MAX, &v)) == 0)
 			p->max_sessions = (unsigned)v;
+	} else if (strcmp(name, "meet_timeout") == 0) {
+		bit = SF_P_MEET_TIMEOUT;
+		rc = get_duration(ld, s, 0, &p->meet_timeout_ms);
+	} else if (strcmp(name, "pairs") == 0) {
+		bit = SF_P_PAIRS;
+		if ((rc = get_int(ld, s, 1, SF_PAIRS_MAX, &v)) == 0)
+			p->pairs = (unsigned)v;
 	} else {
 		return 0;
 	}
@@ -756,6 +772,33 @@ static int policy_merge(struct sf_policy *dst, const struct sf_policy *src)
 	return 0;
 }
 
+/* Copy the meet/bridge key bit of src into dst. */
+static void pair_copy_key(struct sf_policy *dst, const struct sf_policy *src, unsigned bit)
+{
+	if (bit == SF_P_MEET_TIMEOUT)
+		dst->meet_timeout_ms = src->meet_timeout_ms;
+	else if (bit == SF_P_PAIRS)
+		dst->pairs = src->pairs;
+}
+
+/*
+ * policy_merge for the meet and bridge keys: dst keeps every key it set.
+ * With gain_bits (defaults {} under the command line's), only keys src
+ * set are copied, and dst then counts them as set.
+ */
+static void pair_merge(struct sf_policy *dst, const struct sf_policy *src, int gain_bits)
+{
+	unsigned bit;
+
+	for (bit = SF_P_MEET_TIMEOUT; bit <= SF_P_PAIRS; bit <<= 1) {
+		if ((dst->set & bit) || (gain_bits && !(src->set & bit)))
+			continue;
+		pair_copy_key(dst, src, bit);
+		if (gain_bits)
+			dst->set |= bit;
+	}
+}
+
 /*
  * defaults {}: its keys go into cfg->defaults, except those the command
  * line already set there, which win (as -b, -j, -v and -q win over the
@@ -786,6 +829,8 @@ static int load_defaults(struct loader *ld, const config_setting_t *g)
 			rc = fail(ld, g, "out of memory");
 		d->set |= bit;
 	}
+	if (rc >= 0)
+		pair_merge(d, &fd, 1);
 	sf_policy_clear(&fd);
 	return rc < 0 ? rc : 0;
 }
@@ -805,6 +850,62 @@ static int load_protocol(struct loader *ld, const config_setting_t *s, struct sf
 	else
 		return fail(ld, s, "unknown protocol '%s' (expected tcp or udp)", str);
 	r->proto_line = config_setting_source_line(s);
+	return 0;
+}
+
+/* mode = "forward" | "meet" | "bridge" */
+static int load_mode(struct loader *ld, const config_setting_t *s, struct sf_rule_conf *r)
+{
+	const char *str = NULL;
+	int rc, m;
+
+	if ((rc = get_string(ld, s, &str)) < 0)
+		return rc;
+	if ((m = sf_mode_parse(str)) < 0)
+		return fail(ld, s, "unknown mode '%s' (expected forward, meet or bridge)", str);
+	r->mode = m;
+	return 0;
+}
+
+/*
+ * A meet rule has exactly two listen addresses and no upstream; a bridge
+ * rule exactly two upstreams and no listen address; neither takes port
+ * ranges (one address pairs with one address).
+ */
+static int check_pair_rule(struct loader *ld, const config_setting_t *s,
+			   const struct sf_rule_conf *r)
+{
+	size_t i;
+
+	if (r->mode == SF_MODE_MEET) {
+		if (r->nlisten != 2)
+			return fail(ld, s,
+				    "mode meet needs exactly two listen addresses, got %zu "
+				    "(listen = [\"A\", \"B\"];)",
+				    r->nlisten);
+		if (r->nups != 0)
+			return fail(ld, s, "mode meet takes no upstream (it joins two clients)");
+		for (i = 0; i < r->nlisten; i++)
+			if (r->listen[i].port_last != r->listen[i].hp.port)
+				return fail(ld, s,
+					    "mode meet takes no port range (listen %s:%u-%u)",
+					    r->listen[i].hp.host, r->listen[i].hp.port,
+					    r->listen[i].port_last);
+		return 0;
+	}
+	if (r->nups != 2)
+		return fail(ld, s,
+			    "mode bridge needs exactly two upstreams, got %zu "
+			    "(upstream = [\"A\", \"B\"];)",
+			    r->nups);
+	if (r->nlisten != 0)
+		return fail(ld, s, "mode bridge takes no listen address (it connects out)");
+	for (i = 0; i < r->nups; i++)
+		if (r->ups[i].port_last != r->ups[i].hp.port || r->ups[i].backup ||
+		    r->ups[i].weight != 1)
+			return fail(ld, s,
+				    "mode bridge takes plain host:port upstreams (no range, "
+				    "weight or backup)");
 	return 0;
 }
 
@@ -832,14 +933,17 @@ static int load_rule(struct loader *ld, const config_setting_t *s, struct sf_rul
 			rc = each_string(ld, m, 0, upstream_item, r);
 		else if (strcmp(mname, "protocol") == 0)
 			rc = load_protocol(ld, m, r);
+		else if (strcmp(mname, "mode") == 0)
+			rc = load_mode(ld, m, r);
 		else if ((rc = load_policy_key(ld, m, &r->pol)) == 0)
-			rc = fail(
-				ld, m,
-				"unknown key (a rule takes listen, upstream, protocol, " POLICY_KEYS
-				")");
+			rc = fail(ld, m,
+				  "unknown key (a rule takes listen, upstream, protocol, "
+				  "mode, " POLICY_KEYS ")");
 		if (rc < 0)
 			return rc;
 	}
+	if (r->mode != SF_MODE_FORWARD)
+		return check_pair_rule(ld, s, r);
 	if (r->nlisten == 0)
 		return fail(ld, s, "no listen address (add listen = \"host:port\";)");
 	if (r->nups == 0)
@@ -1155,6 +1259,34 @@ static int check_udp(const struct sf_config *cfg, const struct sf_rule_conf *r, 
 
 const char *sf_proto_name(int p) { return p == SF_PROTO_UDP ? "udp" : "tcp"; }
 
+/*
+ * What meet and bridge rules cannot use: PROXY headers (there is no
+ * client and upstream to describe) and, for bridge, max_conns (pairs
+ * is its count). Returns 0 or -EINVAL.
+ */
+static int pair_finish(struct sf_config *cfg, struct sf_rule_conf *r, char *err, size_t errlen)
+{
+	if (r->mode == SF_MODE_FORWARD)
+		return 0;
+	/* Joining two datagram flows has no sessions to key them: TCP only. */
+	if (r->proto == SF_PROTO_UDP && cfg->file == NULL) {
+		snprintf(err, errlen, "--%s is TCP only: -u cannot be combined with it",
+			 sf_mode_name(r->mode));
+		return -EINVAL;
+	}
+	if (r->proto == SF_PROTO_UDP)
+		return rule_fail(cfg, r, r->proto_line, err, errlen,
+				 "mode %s is TCP only (protocol udp forwards)",
+				 sf_mode_name(r->mode));
+	if (r->pol.accept_proxy || r->pol.proxy_protocol != SF_PP_NONE)
+		return rule_fail(cfg, r, 0, err, errlen,
+				 "mode %s takes no PROXY protocol (accept_proxy, proxy_protocol)",
+				 sf_mode_name(r->mode));
+	if (r->mode == SF_MODE_BRIDGE)
+		r->pol.max_conns = 0;
+	return 0;
+}
+
 int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen)
 {
 	size_t i;
@@ -1168,9 +1300,13 @@ int sf_config_finish(struct sf_config *cfg, char *err, size_t errlen)
 	/* Built-ins fill what the defaults lack, then defaults what rules lack. */
 	if (policy_merge(&cfg->defaults, &builtin_policy) < 0)
 		goto nomem;
+	pair_merge(&cfg->defaults, &builtin_policy, 0);
 	for (i = 0; i < cfg->nrules; i++) {
 		if (policy_merge(&cfg->rules[i].pol, &cfg->defaults) < 0)
 			goto nomem;
+		pair_merge(&cfg->rules[i].pol, &cfg->defaults, 0);
+		if ((rc = pair_finish(cfg, &cfg->rules[i], err, errlen)) < 0)
+			return rc;
 		rc = check_ranges(cfg, &cfg->rules[i], err, errlen);
 		if (rc < 0)
 			return rc;
@@ -1202,6 +1338,23 @@ int sf_user_parse(const char *s, char *out, size_t outlen, char *err, size_t err
 	}
 	memcpy(out, s, n + 1);
 	return 0;
+}
+
+const char *sf_mode_name(int m)
+{
+	if (m < 0 || (size_t)m >= sizeof(mode_names) / sizeof(mode_names[0]))
+		return "?";
+	return mode_names[m];
+}
+
+int sf_mode_parse(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
+		if (strcmp(s, mode_names[i]) == 0)
+			return (int)i;
+	return -EINVAL;
 }
 
 int sf_logfmt_parse(const char *s)

@@ -32,6 +32,7 @@ void sf_conn_init(struct sf_conn *c, struct sf_worker *w, struct sf_lsock *ls, i
 	c->fd[SF_UPSTREAM] = -1;
 	c->up = -1;
 	c->start_ms = c->last_ms = sf_now_ms();
+	c->kind = (uint8_t)ls->l->rule->mode;
 	if (peer != NULL)
 		sf_inaddr_set(&c->peer, peer);
 	sf_timer_init(&c->timer, NULL);
@@ -294,6 +295,151 @@ int sf_conn_shut(struct sf_conn *c, int d)
 	       (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C));
 }
 
+/* ---- meet and bridge ---- */
+
+int sf_conn_meet_join(struct sf_conn *c, unsigned wside, int fd, const struct sf_sockaddr *peer)
+{
+	if (wside == 1) {
+		c->fd[1] = c->fd[0];
+		c->fd[0] = fd;
+		c->partner = c->peer;
+		memset(&c->peer, 0, sizeof(c->peer));
+		if (peer != NULL)
+			sf_inaddr_set(&c->peer, peer);
+	} else {
+		c->fd[1] = fd;
+		if (peer != NULL)
+			sf_inaddr_set(&c->partner, peer);
+	}
+	c->last_ms = sf_now_ms();
+	return (int)wside;
+}
+
+uint64_t sf_conn_meet_deadline(const struct sf_conn *c)
+{
+	uint64_t t = c->rule->pol->meet_timeout_ms;
+
+	return t ? c->start_ms + t : 0;
+}
+
+void sf_conn_init_bridge(struct sf_conn *c, struct sf_worker *w, struct sf_gen *g,
+			 struct sf_rule *r)
+{
+	memset(c, 0, sizeof(*c));
+	c->w = w;
+	c->gen = g;
+	sf_gen_ref(g);
+	c->rule = r;
+	c->kind = SF_MODE_BRIDGE;
+	c->fd[0] = c->fd[1] = -1;
+	c->up = -1;
+	c->start_ms = c->last_ms = sf_now_ms();
+	sf_timer_init(&c->timer, NULL);
+	c->ctr = &r->st->w[w->id];
+	sf_ctr_add(&w->stats.accepted, 1, w->ctr_shared);
+	sf_ctr_add(&w->stats.active, 1, w->ctr_shared);
+	sf_ctr_add(&c->ctr->accepted, 1, w->ctr_shared);
+}
+
+/* Side d's address failed with rc: count it; the last one marks its upstream failed. */
+static void bridge_failed(struct sf_conn *c, int d, int rc)
+{
+	struct sf_upstream *u = &c->rule->ups[d];
+
+	sf_ctr_add(&up_ctr(c, d)->failures, 1, c->w->ctr_shared);
+	if (rc == -ETIMEDOUT)
+		c->flags |= SF_CONN_TIMEDOUT;
+	else
+		c->flags &= ~SF_CONN_TIMEDOUT;
+	if (++c->baddr[d] >= u->addrs.n)
+		sf_upstream_failed(c->rule, u, sf_now_ms());
+}
+
+int sf_conn_bridge_connect(struct sf_conn *c, int d)
+{
+	struct sf_upstream *u = &c->rule->ups[d];
+	int rc = -ECONNREFUSED;
+
+	while (c->baddr[d] < u->addrs.n) {
+		sf_ctr_add(&up_ctr(c, d)->attempts, 1, c->w->ctr_shared);
+		rc = sf_net_connect(&u->addrs.a[c->baddr[d]], 0, 0, &c->fd[d]);
+		if (rc == 0 || rc == -EINPROGRESS)
+			return rc;
+		c->fd[d] = -1;
+		if (rc == -EMFILE || rc == -ENFILE)
+			return rc;
+		bridge_failed(c, d, rc);
+	}
+	return rc;
+}
+
+int sf_conn_bridge_next(struct sf_conn *c, int d, int err)
+{
+	if (c->fd[d] >= 0) {
+		close(c->fd[d]);
+		c->fd[d] = -1;
+	}
+	bridge_failed(c, d, err);
+	if (c->baddr[d] >= c->rule->ups[d].addrs.n)
+		return err;
+	return sf_conn_bridge_connect(c, d);
+}
+
+int sf_conn_bridge_connected(struct sf_conn *c, int d)
+{
+	struct sf_upstream *u = &c->rule->ups[d];
+
+	sf_upstream_ok(u);
+	sf_ctr_add_rel(&up_ctr(c, d)->opened, 1, c->w->ctr_shared);
+	c->bup |= (uint8_t)(1u << d);
+	if (c->rule->pol->keepalive)
+		sf_net_keepalive(c->fd[d], 1);
+	if (c->bup != 3)
+		return 0;
+	c->flags &= ~SF_CONN_TIMEDOUT;
+	c->last_ms = sf_now_ms();
+	return 1;
+}
+
+/* A bridge connection ends: its connected sides count as closed upstream connections. */
+static void bridge_finish(struct sf_conn *c)
+{
+	int d;
+
+	for (d = 0; d < 2; d++)
+		if (c->bup & (1u << d))
+			sf_ctr_add_rel(&up_ctr(c, d)->closed, 1, c->w->ctr_shared);
+}
+
+/*
+ * The two ends of a meet or bridge connection for its close line: the
+ * clients of the first and second listen address, or the addresses of
+ * the two upstreams (the one being tried while connecting).
+ */
+static void pair_addrs(const struct sf_conn *c, char *a, char *b, size_t len)
+{
+	char *out[2] = { a, b };
+	int d;
+
+	if (c->kind == SF_MODE_MEET) {
+		const struct sf_inaddr *in[2] = { &c->peer, &c->partner };
+
+		for (d = 0; d < 2; d++) {
+			if (in[d]->len > 0)
+				sf_addr_format(&in[d]->u.sa, out[d], len);
+			else
+				snprintf(out[d], len, "-");
+		}
+		return;
+	}
+	for (d = 0; d < 2; d++) {
+		const struct sf_upstream *u = &c->rule->ups[d];
+		unsigned i = c->baddr[d] < u->addrs.n ? c->baddr[d] : u->addrs.n - 1;
+
+		sf_addr_format((const struct sockaddr *)&u->addrs.a[i].ss, out[d], len);
+	}
+}
+
 /*
  * The -v close line. Text keeps the line operators know; JSON gets the
  * same facts as fields (docs/operations.md lists them).
@@ -304,7 +450,9 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	const char *sidename = side == SF_CLIENT ? "client" : side == SF_UPSTREAM ? "upstream" : "";
 	uint64_t dur = sf_now_ms() - c->start_ms;
 
-	if (c->up >= 0) {
+	if (c->kind != SF_MODE_FORWARD) {
+		pair_addrs(c, cbuf, ubuf, sizeof(cbuf));
+	} else if (c->up >= 0) {
 		const struct sf_upstream *u = &c->rule->ups[c->up];
 		struct sf_sockaddr ua;
 
@@ -314,7 +462,9 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	} else {
 		strcpy(ubuf, "-");
 	}
-	if (c->peer.len > 0)
+	if (c->kind != SF_MODE_FORWARD)
+		; /* pair_addrs named both ends */
+	else if (c->peer.len > 0)
 		sf_addr_format(&c->peer.u.sa, cbuf, sizeof(cbuf));
 	else
 		strcpy(cbuf, "-");
@@ -324,8 +474,9 @@ static void log_close(const struct sf_conn *c, int reason, int side, int err, in
 	{
 		const struct sf_log_kv kv[] = {
 			SF_KV_S("rule", c->rule->name),
-			SF_KV_S("client", c->peer.len > 0 ? cbuf : NULL),
-			SF_KV_S("upstream", c->up >= 0 ? ubuf : NULL),
+			SF_KV_S("client",
+				c->peer.len > 0 || c->kind == SF_MODE_BRIDGE ? cbuf : NULL),
+			SF_KV_S("upstream", c->up >= 0 || c->kind != SF_MODE_FORWARD ? ubuf : NULL),
 			SF_KV_U("bytes_c2u", c->bytes[0]),
 			SF_KV_U("bytes_u2c", c->bytes[1]),
 			SF_KV_U("spliced_c2u", c->spliced[0]),
@@ -368,6 +519,8 @@ static void conn_finish(struct sf_conn *c, int reason, int side, int err, int re
 	sf_ctr_add(&w->stats.spliced[1], c->spliced[1], sh);
 	if (reason == SF_R_STOP)
 		sf_ctr_add(&w->stats.stopped, 1, sh);
+	if (c->kind == SF_MODE_BRIDGE)
+		bridge_finish(c);
 	if (c->flags & SF_CONN_UP) {
 		if (r->pol->balance == SF_BAL_LEASTCONN)
 			SF_ATOMIC_SUB(r->ups[c->up].active, 1);

@@ -1,9 +1,11 @@
 /*
  * The table of engines compiled into this binary.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "sockfwd/config.h"
 #include "sockfwd/engine.h"
 
 static const struct sf_engine *const engines[] = {
@@ -58,4 +60,36 @@ const struct sf_engine *sf_engine_find(const char *name, char *err, size_t errle
 		snprintf(err, errlen, "unknown engine '%s' (this build has: %s)", name,
 			 sf_engine_names(names, sizeof(names), ", "));
 	return NULL;
+}
+
+int sf_engine_check_modes(const struct sf_engine *e, const struct sf_config *cfg, char *err,
+			  size_t errlen)
+{
+	char names[128];
+	size_t i, off = 0;
+
+	if (e->pairs)
+		return 0;
+	for (i = 0; i < cfg->nrules; i++) {
+		const struct sf_rule_conf *r = &cfg->rules[i];
+
+		if (r->mode == SF_MODE_FORWARD)
+			continue;
+		names[0] = '\0';
+		for (size_t k = 0; k < NENGINES && off < sizeof(names); k++)
+			if (engines[k]->pairs)
+				off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+							off ? ", " : "", engines[k]->name);
+		if (cfg->file != NULL)
+			snprintf(err, errlen,
+				 "%s: rule '%s': engine %s does not serve mode %s (engines that "
+				 "do: %s)",
+				 cfg->file, r->name, e->name, sf_mode_name(r->mode), names);
+		else
+			snprintf(err, errlen,
+				 "--%s: engine %s does not serve it (use -b with one of: %s)",
+				 sf_mode_name(r->mode), e->name, names);
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -38,6 +38,10 @@ enum {
 	OPT_LOG_FORMAT,
 	OPT_UDP_TIMEOUT,
 	OPT_MAX_SESSIONS,
+	OPT_MEET,
+	OPT_BRIDGE,
+	OPT_MEET_TIMEOUT,
+	OPT_PAIRS,
 };
 
 static const struct option long_opts[] = {
@@ -67,6 +71,10 @@ static const struct option long_opts[] = {
 	{ "udp", no_argument, NULL, 'u' },
 	{ "udp-timeout", required_argument, NULL, OPT_UDP_TIMEOUT },
 	{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+	{ "meet", no_argument, NULL, OPT_MEET },
+	{ "bridge", no_argument, NULL, OPT_BRIDGE },
+	{ "meet-timeout", required_argument, NULL, OPT_MEET_TIMEOUT },
+	{ "pairs", required_argument, NULL, OPT_PAIRS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -78,6 +86,8 @@ const char *sf_usage(void)
 {
 	return "usage: sockfwd [OPTIONS] -l LISTEN [-l LISTEN]... -r REMOTE [-r REMOTE]...\n"
 	       "       sockfwd [OPTIONS] -c FILE [-t]\n"
+	       "       sockfwd [OPTIONS] --meet -l A -l B [--meet-timeout DUR]\n"
+	       "       sockfwd [OPTIONS] --bridge -r A -r B [--pairs N]\n"
 	       "Forward every TCP connection accepted on LISTEN to an upstream of the\n"
 	       "REMOTE pool, or run every rule of a config file.\n"
 	       "\n"
@@ -132,6 +142,14 @@ const char *sf_usage(void)
 	       "                               datagram either way (default 60s)\n"
 	       "      --max-sessions N         UDP sessions per rule; the least recently\n"
 	       "                               used is evicted when full (default 65536)\n"
+	       "      --meet                   join a client of the first -l with one of the\n"
+	       "                               second, first come first served (no -r)\n"
+	       "      --meet-timeout DUR       with --meet: close a client left waiting that\n"
+	       "                               long for its partner (default 0: never)\n"
+	       "      --bridge                 connect to both -r and join them; connect\n"
+	       "                               again when the pair ends, backing off from\n"
+	       "                               100ms to 30s while either fails (no -l)\n"
+	       "      --pairs N                with --bridge: pairs kept (default 1)\n"
 	       "  -v, --verbose                one line per connection close: peers, bytes\n"
 	       "                               each way, duration, reason\n"
 	       "  -q, --quiet                  errors only\n"
@@ -312,7 +330,12 @@ struct cli_rule {
 	size_t nlisten;
 	struct sf_upstream_conf *ups;
 	size_t nups;
+	int mode;     /* --meet, --bridge: enum sf_mode */
+	unsigned opt; /* CLI_* given */
 };
+
+/* Meet and bridge flags seen, for the combinations that are usage errors. */
+enum { CLI_MEET = 1u << 0, CLI_BRIDGE = 1u << 1, CLI_MEET_TIMEOUT = 1u << 2, CLI_PAIRS = 1u << 3 };
 
 /* Parse -l or -r into cr; -EINVAL with a message. */
 static int opt_addr(int c, const char *arg, struct cli_rule *cr, char *err, size_t errlen)
@@ -415,6 +438,105 @@ static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, si
 	return -EINVAL;
 }
 
+/* --meet, --bridge, --meet-timeout, --pairs; -EINVAL with a message. */
+static int opt_pair(int c, const char *arg, struct cli_rule *cr, struct sf_policy *d, char *err,
+		    size_t errlen)
+{
+	switch (c) {
+	case OPT_MEET:
+		cr->opt |= CLI_MEET;
+		cr->mode = SF_MODE_MEET;
+		return 0;
+	case OPT_BRIDGE:
+		cr->opt |= CLI_BRIDGE;
+		cr->mode = SF_MODE_BRIDGE;
+		return 0;
+	case OPT_MEET_TIMEOUT:
+		cr->opt |= CLI_MEET_TIMEOUT;
+		d->set |= SF_P_MEET_TIMEOUT;
+		return opt_duration("--meet-timeout", arg, 0, &d->meet_timeout_ms, err, errlen);
+	case OPT_PAIRS:
+		cr->opt |= CLI_PAIRS;
+		d->set |= SF_P_PAIRS;
+		return opt_uint("--pairs", arg, 1, SF_PAIRS_MAX, &d->pairs, err, errlen);
+	}
+	return -EINVAL;
+}
+
+/*
+ * --meet, --bridge and their settings: the combinations that are usage
+ * errors. 0 or -EINVAL with a message.
+ */
+static int pair_options_check(const struct sf_config *cfg, const struct cli_rule *cr, char *err,
+			      size_t errlen)
+{
+	const struct sf_policy *d = &cfg->defaults;
+	size_t i;
+
+	if ((cr->opt & CLI_MEET) && (cr->opt & CLI_BRIDGE)) {
+		snprintf(err, errlen, "--meet and --bridge exclude each other");
+		return -EINVAL;
+	}
+	if (cfg->file != NULL && (cr->opt & (CLI_MEET | CLI_BRIDGE))) {
+		snprintf(err, errlen,
+			 "-c cannot be combined with --%s (use mode = \"%s\" in a rule)",
+			 cr->mode == SF_MODE_MEET ? "meet" : "bridge", sf_mode_name(cr->mode));
+		return -EINVAL;
+	}
+	if (cfg->file != NULL)
+		return 0; /* --meet-timeout and --pairs are then the file's defaults */
+	if ((cr->opt & CLI_MEET_TIMEOUT) && cr->mode != SF_MODE_MEET) {
+		snprintf(err, errlen, "--meet-timeout needs --meet");
+		return -EINVAL;
+	}
+	if ((cr->opt & CLI_PAIRS) && cr->mode != SF_MODE_BRIDGE) {
+		snprintf(err, errlen, "--pairs needs --bridge");
+		return -EINVAL;
+	}
+	if (cr->mode == SF_MODE_FORWARD)
+		return 0;
+	if (d->accept_proxy || d->proxy_protocol != SF_PP_NONE) {
+		snprintf(err, errlen, "--%s takes no --accept-proxy or --proxy-protocol",
+			 sf_mode_name(cr->mode));
+		return -EINVAL;
+	}
+	if (cr->mode == SF_MODE_MEET) {
+		if (cr->nups > 0 || cr->nlisten != 2) {
+			snprintf(err, errlen,
+				 "--meet needs exactly two -l addresses and no -r (got %zu -l, "
+				 "%zu -r)",
+				 cr->nlisten, cr->nups);
+			return -EINVAL;
+		}
+		for (i = 0; i < cr->nlisten; i++) {
+			if (cr->listen[i].port_last != cr->listen[i].hp.port) {
+				snprintf(err, errlen, "--meet: -l %s:%u-%u: no port ranges in meet",
+					 cr->listen[i].hp.host, cr->listen[i].hp.port,
+					 cr->listen[i].port_last);
+				return -EINVAL;
+			}
+		}
+		return 0;
+	}
+	if (cr->nlisten > 0 || cr->nups != 2) {
+		snprintf(err, errlen,
+			 "--bridge needs exactly two -r addresses and no -l (got %zu -r, %zu -l)",
+			 cr->nups, cr->nlisten);
+		return -EINVAL;
+	}
+	for (i = 0; i < cr->nups; i++) {
+		if (cr->ups[i].port_last != cr->ups[i].hp.port || cr->ups[i].backup ||
+		    cr->ups[i].weight != 1) {
+			snprintf(err, errlen,
+				 "--bridge: -r %s:%u: plain host:port only (no port range, weight "
+				 "or backup)",
+				 cr->ups[i].hp.host, cr->ups[i].hp.port);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /*
  * After the flags: the combinations that are usage errors, then the one
  * rule of the command line. 0 or -EINVAL with a message; on success the
@@ -423,6 +545,7 @@ static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, si
 static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err, size_t errlen)
 {
 	struct sf_rule_conf *r;
+	int rc;
 
 	if (cfg->file != NULL && cfg->udp) {
 		snprintf(err, errlen,
@@ -430,6 +553,8 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 			 "file)");
 		return -EINVAL;
 	}
+	if ((rc = pair_options_check(cfg, cr, err, errlen)) < 0)
+		return rc;
 	if (cfg->file != NULL) {
 		if (cr->nlisten > 0 || cr->nups > 0) {
 			snprintf(err, errlen,
@@ -443,7 +568,7 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 		snprintf(err, errlen, "-t/--check needs -c FILE (it checks a config file)");
 		return -EINVAL;
 	}
-	if (cr->nlisten == 0 || cr->nups == 0) {
+	if (cr->mode == SF_MODE_FORWARD && (cr->nlisten == 0 || cr->nups == 0)) {
 		snprintf(err, errlen, "missing %s (usage: sockfwd [OPTIONS] -l LISTEN -r REMOTE)",
 			 cr->nlisten == 0 ? "-l/--listen ADDR" : "-r/--remote ADDR");
 		return -EINVAL;
@@ -459,6 +584,7 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 	r->ups = cr->ups;
 	r->nups = cr->nups;
 	r->proto = cfg->udp ? SF_PROTO_UDP : SF_PROTO_TCP;
+	r->mode = cr->mode;
 	cfg->rules = r;
 	cfg->nrules = 1;
 	return 0;
@@ -466,7 +592,7 @@ static int options_finish(struct sf_config *cfg, struct cli_rule *cr, char *err,
 
 int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, size_t errlen)
 {
-	struct cli_rule cr = { NULL, 0, NULL, 0 };
+	struct cli_rule cr = { NULL, 0, NULL, 0, SF_MODE_FORWARD, 0 };
 	int c, rc = SF_OPT_RUN, verbose = 0, quiet = 0;
 	char aerr[256];
 
@@ -561,6 +687,12 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 			break;
 		case 'u':
 			cfg->udp = 1;
+			break;
+		case OPT_MEET:
+		case OPT_BRIDGE:
+		case OPT_MEET_TIMEOUT:
+		case OPT_PAIRS:
+			rc = opt_pair(c, optarg, &cr, &cfg->defaults, err, errlen);
 			break;
 		case 'v':
 			verbose = 1;

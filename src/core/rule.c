@@ -96,6 +96,8 @@ static int build_pool(const struct sf_config *cfg, struct sf_rule_conf *rc, stru
 	char aerr[256];
 	size_t i;
 
+	if (rc->nups == 0 && rc->mode == SF_MODE_MEET)
+		return 0; /* two listen addresses, no upstream */
 	if (rc->nups == 0)
 		return gen_err(cfg, rc->line, "-r", err, errlen, "rule '%s' has no upstream",
 			       rc->name);
@@ -187,6 +189,8 @@ static int build_listeners(const struct sf_config *cfg, struct sf_rule_conf *rc,
 	size_t i, k;
 	unsigned p;
 
+	if (rc->nlisten == 0 && rc->mode == SF_MODE_BRIDGE)
+		return 0; /* it only connects out */
 	if (rc->nlisten == 0)
 		return gen_err(cfg, rc->line, "-l", err, errlen, "rule '%s' has no listen address",
 			       rc->name);
@@ -207,6 +211,7 @@ static int build_listeners(const struct sf_config *cfg, struct sf_rule_conf *rc,
 			l->proto = rc->proto;
 			l->gen = g;
 			l->index = p - lc->hp.port;
+			l->side = (unsigned)i;
 			l->line = lc->line ? lc->line : rc->line;
 			l->socks = aligned_alloc(16, g->nworkers * sizeof(*l->socks));
 			if (l->socks == NULL)
@@ -297,6 +302,7 @@ int sf_gen_build(struct sf_config *cfg, unsigned nworkers, struct sf_gen **out, 
 		r->proto = rcf->proto;
 		if (r->proto == SF_PROTO_UDP && (rc = build_udp(r, nworkers)) < 0)
 			goto fail_rc;
+		r->mode = rcf->mode;
 		if ((rc = build_pool(cfg, rcf, r, err, errlen)) < 0 ||
 		    (rc = build_acl(&rcf->pol, r)) < 0 ||
 		    (rc = build_listeners(cfg, rcf, r, g, &pos, err, errlen)) < 0)
@@ -405,7 +411,7 @@ static int open_listener(struct sf_gen *g, struct sf_listener *l, char *err, siz
 	l->addr = l->cand.a[i];
 	l->wildcard = l->proto == SF_PROTO_UDP && sf_addr_is_wildcard(&l->addr);
 	l->socks[0].io.fd = fd;
-	for (w = 1; w < g->nworkers; w++) {
+	for (w = 1; w < g->nworkers && !sf_rule_paired(l->rule); w++) {
 		fd = open_one(l, &l->addr);
 		if (fd < 0)
 			goto fail;
@@ -445,6 +451,17 @@ static struct sf_listener *find_prev(struct sf_listener **v, size_t n, const str
 	return NULL;
 }
 
+/*
+ * Can l take over o's sockets? Not when one is a meet listener (worker
+ * 0's socket only) and the other is served by every worker: l then
+ * binds sockets of its own beside o's (SO_REUSEPORT), and o's are closed
+ * when the workers let the old generation go.
+ */
+static int same_workers(const struct sf_listener *o, const struct sf_listener *l)
+{
+	return sf_rule_paired(o->rule) == sf_rule_paired(l->rule);
+}
+
 int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t errlen)
 {
 	struct sf_listener **v = NULL;
@@ -465,7 +482,7 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 	for (i = 0; i < g->nls; i++) {
 		struct sf_listener *l = &g->ls[i], *o = v ? find_prev(v, nprev, l) : NULL;
 
-		if (o != NULL && o->socks[0].io.fd >= 0) {
+		if (o != NULL && o->socks[0].io.fd >= 0 && same_workers(o, l)) {
 			l->addr = o->addr;
 			l->wildcard = o->wildcard;
 			for (w = 0; w < g->nworkers; w++) {
@@ -491,7 +508,9 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 		for (j = 0; j < i; j++) {
 			struct sf_listener *l = &g->ls[j];
 
-			if (v != NULL && find_prev(v, nprev, l) != NULL)
+			struct sf_listener *o = v != NULL ? find_prev(v, nprev, l) : NULL;
+
+			if (o != NULL && same_workers(o, l))
 				continue;
 			for (w = 0; w < g->nworkers; w++)
 				if (l->socks[w].io.fd >= 0)

@@ -20,4 +20,5 @@ const struct sf_engine sf_engine_epoll = {
 	.run = ep_run,
 	.stop = sf_worker_stop,
 	.udp = 1,
+	.pairs = 1,
 };

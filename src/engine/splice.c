@@ -245,4 +245,5 @@ const struct sf_engine sf_engine_splice = {
 	.run = sp_run,
 	.stop = sf_worker_stop,
 	.udp = 1,
+	.pairs = 1,
 };

@@ -52,7 +52,7 @@ static int rx_add_listener(struct rx_loop *l, struct sf_lsock *ls)
 	return rx_add(l, &ls->io, EPOLLIN | EPOLLEXCLUSIVE);
 }
 
-static int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
+int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
 {
 	x->io[side].fd = x->c.fd[side];
 	return rx_add(l, &x->io[side], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
@@ -63,8 +63,10 @@ static int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side)
  * give back what its directions borrowed, and defer the free past the batch.
  * reason is an enum sf_reason, side the failing socket or -1.
  */
-static void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err, int reset)
+void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err, int reset)
 {
+	if (x->pair != NULL)
+		rx_pair_killed(l, x);
 	l->xf->release(l, x, SF_C2U);
 	l->xf->release(l, x, SF_U2C);
 	sf_timer_del(&l->timers, &x->c.timer);
@@ -96,7 +98,7 @@ static void rx_queue(struct rx_loop *l, struct rx_conn *x, int d)
 }
 
 /* Pump direction d of x once, then apply the half-close rules. */
-static void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
+void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 {
 	struct sf_conn *c = &x->c;
 	int rc;
@@ -115,7 +117,7 @@ static void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 }
 
 /* Arm x's one timer for its current state, or disarm it. */
-static void rx_arm(struct rx_loop *l, struct rx_conn *x)
+void rx_arm(struct rx_loop *l, struct rx_conn *x)
 {
 	uint64_t when = sf_conn_deadline(&x->c, x->connecting, l->w->now_ms);
 
@@ -235,6 +237,10 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 	/* Recorded even while connecting: a FIN seen now raises no later edge. */
 	if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		x->hup[side] = 1;
+	if (x->pairing) {
+		rx_pair_event(l, x, side, ev);
+		return;
+	}
 	if (x->c.flags & SF_CONN_PROXY) {
 		if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			rx_read_proxy(l, x);
@@ -279,7 +285,9 @@ static void rx_on_timer(void *ctx, struct sf_timer *tm)
 
 	if (x->dead)
 		return;
-	if (x->c.flags & SF_CONN_PROXY)
+	if (x->pairing)
+		rx_pair_timer(l, x);
+	else if (x->c.flags & SF_CONN_PROXY)
 		rx_kill(l, x, SF_R_PROXY_HEADER, SF_CLIENT, -ETIMEDOUT, 1);
 	else if (x->connecting)
 		rx_connected(l, x, -ETIMEDOUT);
@@ -287,6 +295,24 @@ static void rx_on_timer(void *ctx, struct sf_timer *tm)
 		rx_kill(l, x, SF_R_IDLE_TIMEOUT, -1, 0, 1);
 	else
 		rx_arm(l, x);
+}
+
+struct rx_conn *rx_conn_alloc(struct rx_loop *l)
+{
+	struct rx_conn *x = calloc(1, sizeof(*x) + 2 * l->xf->dir_size);
+
+	if (x == NULL)
+		return NULL;
+	x->io[SF_CLIENT].cb = rx_on_client;
+	x->io[SF_UPSTREAM].cb = rx_on_upstream;
+	x->io[0].fd = x->io[1].fd = -1;
+	return x;
+}
+
+void rx_conn_track(struct rx_loop *l, struct rx_conn *x)
+{
+	sf_timer_init(&x->c.timer, rx_on_timer);
+	LIST_INSERT_HEAD(&l->all, x, all);
 }
 
 /* Take a newly accepted client: admit it, then read its header or connect. */
@@ -331,7 +357,7 @@ static void rx_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
 
 	for (i = 0; i < ACCEPT_BUDGET && !ls->paused; i++) {
 		/* max_conns: a full rule leaves its clients in the backlog. */
-		if (!sf_rule_reserve(ls->l->rule)) {
+		if (!sf_rule_reserve(ls->l->rule) && !rx_meet_reserve(l, ls)) {
 			rx_pause(l, ls);
 			return;
 		}
@@ -342,7 +368,10 @@ static void rx_on_listen(void *ctx, struct sf_io *io, uint32_t ev)
 				rx_pause(l, ls);
 			return;
 		}
-		rx_conn_new(l, ls, fd, &peer);
+		if (sf_rule_paired(ls->l->rule))
+			rx_meet_accept(l, ls, fd, &peer);
+		else
+			rx_conn_new(l, ls, fd, &peer);
 	}
 }
 
@@ -378,6 +407,8 @@ static int rx_listen(struct rx_loop *l, struct sf_gen *g)
 	for (i = 0; i < g->nls; i++) {
 		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
 
+		if (!rx_serves(l, ls))
+			continue;
 		ls->io.cb = g->ls[i].proto == SF_PROTO_UDP ? rx_on_udp_listen : rx_on_listen;
 		ls->paused = 0;
 		sf_timer_init(&ls->resume, rx_on_resume);
@@ -395,6 +426,8 @@ static void rx_unlisten(struct rx_loop *l, struct sf_gen *g)
 	for (i = 0; i < g->nls; i++) {
 		struct sf_lsock *ls = &g->ls[i].socks[l->w->id];
 
+		if (!rx_serves(l, ls))
+			continue;
 		if (ls->paused)
 			sf_timer_del(&l->timers, &ls->resume);
 		else
@@ -415,6 +448,8 @@ static void rx_take_gen(struct rx_loop *l)
 	sf_udp_gen_changed(&l->udp, g);
 	if (rx_listen(l, g) < 0)
 		sf_log_warn("worker %u: cannot listen on every address after reload", l->w->id);
+	if (rx_pairs_gen(l) < 0)
+		sf_log_warn("worker %u: cannot start every bridge after reload", l->w->id);
 }
 
 /*
@@ -437,6 +472,7 @@ static void rx_run_cmds(struct rx_loop *l)
 		rx_take_gen(l);
 	/* Drain: no listener left in the epoll set, then the shared policy. */
 	if ((cmd & SF_WCMD_DRAIN) && !l->w->draining) {
+		rx_pairs_drain(l);
 		rx_unlisten(l, l->w->gen);
 		/*
 		 * UDP sessions end with their listeners: a reply could not
@@ -500,8 +536,10 @@ static void rx_run_timers(struct rx_loop *l)
  */
 static void rx_teardown(struct rx_loop *l)
 {
+	rx_pairs_stop(l);
 	while (!LIST_EMPTY(&l->all))
 		rx_kill(l, LIST_FIRST(&l->all), SF_R_STOP, -1, 0, 1);
+	rx_pairs_free(l);
 	/* Dequeue so that every dead connection reaches the dead list. */
 	while (l->ready != NULL)
 		rx_run_ready(l);
@@ -540,7 +578,8 @@ int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 	w->engine_state = &l;
 	l.cmd.fd = w->cmdfd;
 	l.cmd.cb = rx_on_cmd;
-	if ((rc = rx_add(&l, &l.cmd, EPOLLIN)) < 0 || (rc = rx_listen(&l, w->gen)) < 0) {
+	if ((rc = rx_add(&l, &l.cmd, EPOLLIN)) < 0 || (rc = rx_listen(&l, w->gen)) < 0 ||
+	    (rc = rx_pairs_gen(&l)) < 0) {
 		rx_teardown(&l);
 		return rc;
 	}

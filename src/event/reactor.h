@@ -49,6 +49,11 @@ struct rx_conn {
 	uint8_t more[2]; /* direction stopped by its budget */
 	uint8_t hup[2];	 /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
 	int8_t err_side; /* side whose call failed, for the close line */
+
+	/* meet and bridge (rx_pair.c) */
+	uint8_t pairing;	   /* meet: waiting for a partner; bridge: connecting */
+	void *pair;		   /* meet: its queue while waiting; bridge: its slot */
+	TAILQ_ENTRY(rx_conn) wait; /* meet: in its queue while waiting */
 	/* the engine's state per direction (rx_xfer.dir_size each) follows */
 	_Alignas(16) unsigned char priv[];
 };
@@ -91,6 +96,7 @@ struct rx_loop {
 	struct rx_conn *dead;
 	LIST_HEAD(, rx_conn) all;
 	struct sf_udp udp; /* UDP rules: sessions (dgram/udp.c) */
+	struct rx_pairs *pairs; /* meet queues and bridge slots (rx_pair.c), worker 0 */
 };
 
 /* Run the loop of worker w, moving bytes with xf. Returns 0 after stop, or -errno. */
@@ -101,6 +107,52 @@ static inline void *rx_priv(struct rx_conn *x, const struct rx_loop *l, int d)
 {
 	return x->priv + (size_t)d * l->xf->dir_size;
 }
+
+/*
+ * The reactor's own steps that meet and bridge (rx_pair.c) reuse, so a
+ * pair is pumped, timed and torn down as any connection: register side's
+ * socket, pump direction d, arm x's timer for its state, end x.
+ */
+int rx_add_sock(struct rx_loop *l, struct rx_conn *x, int side);
+void rx_pump(struct rx_loop *l, struct rx_conn *x, int d);
+void rx_arm(struct rx_loop *l, struct rx_conn *x);
+void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err, int reset);
+/*
+ * A zeroed connection of l (NULL: out of memory); once its sf_conn is
+ * initialised, rx_conn_track gives it the reactor's timer callback and
+ * puts it among l's live connections. Its sockets are registered apart.
+ */
+struct rx_conn *rx_conn_alloc(struct rx_loop *l);
+void rx_conn_track(struct rx_loop *l, struct rx_conn *x);
+
+/*
+ * Meet and bridge in the reactor (rx_pair.c). Worker 0 serves them.
+ * rx_meet_accept: a client accepted on a meet listener (its rule slot
+ * taken). rx_pair_event / rx_pair_timer: an event or the timer of a
+ * connection still pairing (a waiting meet client, a bridge connecting).
+ * rx_pair_killed: x, with x->pair set, ends (from rx_kill). rx_pairs_gen:
+ * the worker serves a generation (start, reload): bridge slots follow
+ * its rules, meet clients of dropped rules are reset. rx_pairs_drain:
+ * no new bridge connects, waiting meet clients reset. rx_pairs_stop and
+ * rx_pairs_free: at teardown, before and after the connections are killed.
+ */
+void rx_meet_accept(struct rx_loop *l, struct sf_lsock *ls, int fd, const struct sf_sockaddr *peer);
+void rx_pair_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev);
+void rx_pair_timer(struct rx_loop *l, struct rx_conn *x);
+void rx_pair_killed(struct rx_loop *l, struct rx_conn *x);
+int rx_pairs_gen(struct rx_loop *l);
+void rx_pairs_drain(struct rx_loop *l);
+void rx_pairs_stop(struct rx_loop *l);
+void rx_pairs_free(struct rx_loop *l);
+/*
+ * The rule of meet listener ls is at max_conns: take a slot all the same
+ * when a client waits on the other side, since the new client only joins
+ * it (and gives the slot back); else the waiting clients, holding every
+ * slot, would wait for ever. Returns 1 when a slot was taken.
+ */
+int rx_meet_reserve(struct rx_loop *l, const struct sf_lsock *ls);
+/* Does worker w serve listener socket ls (meet listeners: worker 0 only)? */
+int rx_serves(const struct rx_loop *l, const struct sf_lsock *ls);
 
 /* The buffered transfer (rx_buf.c), as an rx_xfer's pump, empty and release. */
 int sf_rx_buf_pump(struct rx_loop *l, struct rx_conn *x, int d);
