@@ -95,8 +95,8 @@ struct sf_policy {
 	size_t ndeny;
 	int proxy_protocol; /* enum sf_pp */
 	int accept_proxy;
-	uint64_t udp_timeout_ms; /* UDP: a session ends after this without a datagram */
-	unsigned max_sessions;	 /* UDP: sessions per rule; the least recently used goes */
+	uint64_t udp_timeout_ms;  /* UDP: a session ends after this without a datagram */
+	unsigned max_sessions;	  /* UDP: sessions per rule; the least recently used goes */
 	uint64_t meet_timeout_ms; /* meet: close a client waiting that long; 0: never */
 	unsigned pairs;		  /* bridge: pairs kept (default 1) */
 };

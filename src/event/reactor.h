@@ -95,7 +95,7 @@ struct rx_loop {
 	struct rx_conn *ready, *ready_tail;
 	struct rx_conn *dead;
 	LIST_HEAD(, rx_conn) all;
-	struct sf_udp udp; /* UDP rules: sessions (dgram/udp.c) */
+	struct sf_udp udp;	/* UDP rules: sessions (dgram/udp.c) */
 	struct rx_pairs *pairs; /* meet queues and bridge slots (rx_pair.c), worker 0 */
 };
 
