@@ -150,7 +150,9 @@ static inline void sf_conn_count(struct sf_conn *c, int d, uint64_t n, int splic
 		c->spliced[d] += n;
 		sf_ctr_add(&c->ctr->spliced[d], n, sh);
 	}
-	__atomic_store_n(&c->last_ms, c->w->now_ms, __ATOMIC_RELAXED);
+	/* Relaxed: naive's connection threads read the clock its accept loop writes. */
+	__atomic_store_n(&c->last_ms, __atomic_load_n(&c->w->now_ms, __ATOMIC_RELAXED),
+			 __ATOMIC_RELAXED);
 }
 
 /* The source of d sent FIN; its bytes may still be in flight. */

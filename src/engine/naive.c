@@ -501,7 +501,8 @@ static int nv_accept_loop(struct sf_worker *w)
 			rc = -errno;
 			break;
 		}
-		w->now_ms = sf_now_ms();
+		/* Relaxed store: connection threads read it (sf_conn_count). */
+		__atomic_store_n(&w->now_ms, sf_now_ms(), __ATOMIC_RELAXED);
 		nv_udp(w, ps.pfd[ps.n - 1].revents);
 		if (ps.pfd[0].revents) {
 			unsigned cmd = sf_worker_commands(w);
