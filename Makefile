@@ -137,6 +137,15 @@ fuzz: fuzz-build
 deps-fuzz:
 	@tools/install-deps.sh --check build fuzz >/dev/null 2>&1 || tools/install-deps.sh build fuzz
 
+# Static analysis of src/ (tools/analyze.sh): scan-build and cppcheck, both
+# with zero findings.
+analyze: deps-analyze
+	tools/analyze.sh build/analyze
+
+deps-analyze:
+	@tools/install-deps.sh --check build uring analyze >/dev/null 2>&1 || \
+		tools/install-deps.sh build uring analyze
+
 deps:
 	tools/install-deps.sh build
 

@@ -259,7 +259,15 @@ static const char *file_name(const struct loader *ld, const char *file, char *bu
 	return buf;
 }
 
-static int fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...) SF_PRINTF(3, 4);
+static int fail_msg(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+	SF_PRINTF(3, 4);
+/*
+ * fail() is an expression of value -EINVAL, not a call returning it: the
+ * static analyzer does not follow calls into variadic functions, so with
+ * a plain call it assumed fail() might return 0 and a get_*() helper
+ * succeed without setting its output (make analyze).
+ */
+#define fail(...) (fail_msg(__VA_ARGS__), -EINVAL)
 
 static const char *type_name(int type)
 {
@@ -307,7 +315,7 @@ static char *setting_path(const config_setting_t *s, char *buf, size_t len)
  * a whole, line 1) into the loader's err. The file is the one s came
  * from, which differs from cfg->file inside an @include. Returns -EINVAL.
  */
-static int fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+static int fail_msg(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
 	char msg[512], path[256], fbuf[PATH_MAX];
 	const char *file = NULL;
