@@ -133,6 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 0) {
 		check_loaded(&cfg);
 		rc = sf_config_finish(&cfg, err, sizeof(err));
+		if (rc == 0)
+			fuzz_check_finished(&cfg);
 	}
 	if (rc < 0)
 		check_err(err, sizeof(err));

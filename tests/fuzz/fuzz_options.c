@@ -73,6 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_cfg(&cfg);
 		if (cfg.file == NULL && sf_config_finish(&cfg, err, sizeof(err)) < 0)
 			FUZZ_CHECK(err[0] != '\0', "finish failed without a message");
+		else if (cfg.file == NULL)
+			fuzz_check_finished(&cfg);
 		sf_config_free(&cfg);
 	}
 	free(buf);
