@@ -14,7 +14,7 @@
 # asks to move declarations into inner blocks, against the project's
 # style(9) of declaring locals at the top of a function.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 dir=${1:-build/analyze}
 rc=0
 

@@ -23,10 +23,11 @@ set -u
 dir=$1
 secs=$2
 shift 2
+top=$(dirname "$0")/..
 timeout=${FUZZ_TIMEOUT:-10}
 rss=${FUZZ_RSS_MB:-2048}
 # Known leaks of libraries, each explained in the file.
-LSAN_OPTIONS="suppressions=$(pwd)/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+LSAN_OPTIONS="suppressions=$(cd "$top" && pwd)/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export LSAN_OPTIONS
 failed=
 
@@ -44,13 +45,13 @@ max_len() {
 
 for name in "$@"; do
 	bin=$dir/fuzz_$name
-	seeds=tests/fuzz/corpus/$name
+	seeds=$top/tests/fuzz/corpus/$name
 	corpus=$dir/corpus/$name
 	art=$dir/artifacts/$name
 	log=$dir/logs/$name.log
 	mkdir -p "$corpus" "$art" "$dir/logs"
 	dict=
-	[ -f "tests/fuzz/$name.dict" ] && dict=-dict=tests/fuzz/$name.dict
+	[ -f "$top/tests/fuzz/$name.dict" ] && dict=-dict=$top/tests/fuzz/$name.dict
 	[ -d "$seeds" ] || seeds=
 
 	# shellcheck disable=SC2086 # $dict and $seeds are empty or one word
