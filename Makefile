@@ -49,9 +49,9 @@ B ?= build
 FLAGS_STAMP := $(B)/.flags
 
 .PHONY: bench bench-full deps-bench
-FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c)
+FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan install uninstall deb clean deps deps-test format FORCE
+.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -89,25 +89,65 @@ TEST_JOBS ?= 2
 E2E_JOBS  ?= 1
 
 test: deps-test
-	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man
+	$(Q)$(MAKE) --no-print-directory test-unit test-e2e check-man check-sfload
 
 test-unit: $(B)/test_unit
 	$(B)/test_unit --jobs $(TEST_JOBS) $(TEST_ARGS)
 
-test-e2e: $(B)/sockfwd $(B)/test_e2e
+test-e2e: $(B)/sockfwd $(B)/test_e2e $(B)/libsffault.so
 	SOCKFWD_BIN=$(B)/sockfwd $(B)/test_e2e --jobs $(E2E_JOBS) $(TEST_ARGS)
+
+# The fault injection shim the e2e suite preloads into the forwarder
+# (tests/fault/fault.c): built without sanitizers, it only forwards calls.
+$(B)/libsffault.so: tests/fault/fault.c $(FLAGS_STAMP)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS_BASE) $(CFLAGS_BASE) -fPIC -shared -o $@ $< -ldl
 
 # The manual pages: mandoc lint clean, every option of -h in sockfwd(1),
 # every key of the config loader in sockfwd.conf(5), examples that load.
 check-man: $(B)/sockfwd
 	tools/check-man.sh $(B)/sockfwd
 
+# The bench's load generator against its own servers: UDP counts by
+# sequence number, the TCP workloads still run (a few seconds).
+.PHONY: check-sfload
+check-sfload: $(B)/sfload
+	tools/check-sfload.sh $(B)/sfload
+
 # Sanitizers: a separate tree so normal objects are never mixed in.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
-		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e
+		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e check-sfload
+
+# ThreadSanitizer: the forwarder built with -fsanitize=thread, driven by the
+# end-to-end suite with two workers, then four (tools/run-tsan.sh; the test
+# binary stays a normal build: Criterion aborts under TSan). Any report fails.
+TSAN_FLAGS := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+
+tsan: deps-test $(B)/test_e2e
+	$(Q)$(MAKE) --no-print-directory B=build/tsan EXTRA_CFLAGS='$(TSAN_FLAGS)' \
+		LDFLAGS='-fsanitize=thread $(LDFLAGS)' build/tsan/sockfwd build/tsan/libsffault.so
+	tools/run-tsan.sh build/tsan/sockfwd $(B)/test_e2e $(TEST_ARGS)
+
+# Coverage: unit and end-to-end suites on a --coverage build (build/cov),
+# every forwarder the tests start adding its counts; lcov then writes line
+# and branch coverage of src/ to build/cov/html/index.html and prints the
+# totals. Fails when a test fails (the report is still written).
+COV_FLAGS := -O0 -g --coverage
+LCOV      := lcov --quiet --rc lcov_branch_coverage=1
+
+coverage:
+	@tools/install-deps.sh --check coverage >/dev/null 2>&1 || tools/install-deps.sh coverage
+	rm -rf build/cov
+	$(Q)rc=0; $(MAKE) --no-print-directory B=build/cov EXTRA_CFLAGS='$(COV_FLAGS)' \
+		LDFLAGS='--coverage $(LDFLAGS)' test-unit test-e2e || rc=1; \
+	$(LCOV) --capture --directory build/cov --output-file build/cov/all.info && \
+	$(LCOV) --extract build/cov/all.info '$(CURDIR)/src/*' --output-file build/cov/src.info && \
+	genhtml --quiet --branch-coverage --output-directory build/cov/html build/cov/src.info && \
+	$(LCOV) --summary build/cov/src.info && \
+	echo "coverage: build/cov/html/index.html" && exit $$rc
 
 # Fuzzing (docs/testing.md): one libFuzzer harness per parser, tests/fuzz/
 # fuzz_NAME.c, built with clang under ASan and UBSan in build/fuzz; `make
@@ -157,11 +197,15 @@ deps-build:
 	@tools/install-deps.sh --check build >/dev/null 2>&1 || tools/install-deps.sh build
 
 # The bench suite (bench/README.md): every engine and the peers installed,
-# on the same load in one run. The load generator is tools/sfload.c.
-$(B)/sfload: tools/sfload.c $(FLAGS_STAMP)
-	@mkdir -p $(B)
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(ALL_LDLIBS) -lm
+# on the same load in one run. The load generator is tools/sfload/.
+# sfload's modules (tools/sfload/sfload.h): main, util, stats, the TCP
+# server and workloads (tcp_*), the UDP ones (udp_*).
+SRC_SFLOAD := $(wildcard tools/sfload/*.c)
+OBJ_SFLOAD := $(SRC_SFLOAD:%.c=$(B)/%.o)
+
+$(B)/sfload: $(OBJ_SFLOAD)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LDLIBS) -lm
 
 deps-bench:
 	@tools/install-deps.sh --check build bench >/dev/null 2>&1 || tools/install-deps.sh build bench

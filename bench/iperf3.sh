@@ -9,7 +9,7 @@ set -euo pipefail
 rounds=${1:-5}
 secs=${2:-5}
 bin=${SOCKFWD:-build/sockfwd}
-engines=$("$bin" -V | sed 's/.*engines: \(.*\))/\1/')
+engines=$("$bin" -V | sed 's/.*engines: \([^;)]*\).*/\1/')
 srv_port=15201
 fwd_port=17001
 exec 9>/tmp/sockfwd-bench.lock

@@ -3,9 +3,11 @@
 
     python3 bench/run.py --quick|--full --sockfwd build/sockfwd --sfload build/sfload
 
-For each workload (tools/sfload.c: stream, crr, rr, idle) it runs direct (no
-forwarder), every sockfwd engine that `sockfwd -V` lists, and the peers found
-installed (HAProxy with forced splice and without, nginx stream, socat).
+For each workload (tools/sfload/: stream, crr, rr, idle over TCP;
+udp_stream, udp_paced, udp_rr, udp_sessions over UDP) it runs direct (no
+forwarder), every sockfwd engine that `sockfwd -V` lists (over UDP: those
+that `sockfwd -u` starts), and the peers found installed (HAProxy with
+forced splice and without, TCP only; nginx stream and socat, both).
 Runs are interleaved (round 1: A B C ..., round 2: A B C ...) and repeated;
 every forwarder gets a fresh process and fresh ports for every run.  Results
 go to bench/results/<timestamp>/ (results.json, results.csv, summary.csv,
@@ -16,7 +18,7 @@ rounds, every engine of it as sockfwd-ENGINE@LABEL next to sockfwd-ENGINE,
 and table.md compares the two builds engine by engine.
 
 This file is the command; the work is done by bench/lib/ (params, procs,
-forwarders, measure, report).  Python 3 standard library only.  The whole
+workloads, forwarders, measure, summary, targets, report, meta).  Python 3 standard library only.  The whole
 run holds an exclusive flock on /tmp/sockfwd-bench.lock, so two
 benchmarks never share the machine.
 """
@@ -25,7 +27,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -35,61 +36,18 @@ import tempfile
 import time
 
 from lib.forwarders import engine_plan, make_forwarders, peers_installed
-from lib.measure import run_cell, workloads
+from lib.measure import run_cell
+from lib.meta import baseline_meta, commit, machine, versions
 from lib.params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, PROFILES, ROOT,
-                        RR_SIZE, SRC_ADDRS, THREADS)
-from lib.procs import Ports, cpus_allowed, log, run_cmd, take_lock
-from lib.report import (baseline_rows, chart, summarize, table_md, targets, write_csv,
-                        write_summary_csv)
+                        RR_SIZE, SRC_ADDRS, THREADS, UDP_BATCH, UDP_PACED_PPS, UDP_PACED_SIZE,
+                        UDP_RR_SIZE, UDP_SESSIONS_CAP, UDP_SIZES, UDP_SRC_ADDRS, UDP_WINDOW)
+from lib.procs import Ports, cpus_allowed, log, take_lock
+from lib.report import (baseline_rows, chart, summarize, table_md, targets, udp_targets,
+                        write_csv, write_summary_csv)
+from lib.workloads import workloads
 
 
 # ---------------------------------------------------------------- main
-
-
-def machine():
-    """Describe this machine: kernel, CPU model, CPUs, memory, peer versions."""
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as f:
-        mem_kib = int(f.readline().split()[1])
-    sysctl = {}
-    for k in ("net/ipv4/tcp_tw_reuse", "net/ipv4/ip_local_port_range", "kernel/pid_max"):
-        try:
-            with open(f"/proc/sys/{k}") as f:
-                sysctl[k.replace("/", ".")] = f.read().strip()
-        except OSError:
-            pass
-    return {"kernel": platform.release(), "cpu_model": model, "cpus": os.cpu_count(),
-            "cpus_allowed": len(cpus_allowed()), "mem_gib": round(mem_kib / 2**20, 1),
-            "loadavg_at_start": open("/proc/loadavg").read().split()[:3], "sysctl": sysctl}
-
-
-def commit():
-    """git short commit of the tree, with -dirty if tracked files changed."""
-    head = run_cmd(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) or "unknown"
-    dirty = run_cmd(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
-    return head + ("-dirty" if dirty else "")
-
-
-def versions(args):
-    """Versions of sockfwd and the peers."""
-    first = lambda s: s.splitlines()[0] if s else ""
-    return {"sockfwd": first(run_cmd([args.sockfwd, "-V"])),
-            "haproxy": first(run_cmd(["haproxy", "-v"])),
-            "nginx": first(run_cmd(["nginx", "-v"])),
-            "socat": " ".join(run_cmd(["socat", "-V"]).splitlines()[1:2])}
-
-
-def baseline_meta(args):
-    """Describe the baseline build for results.json: label, path, version, engines."""
-    out = run_cmd([args.baseline, "-V"])
-    return {"label": args.baseline_label, "path": args.baseline,
-            "version": out.splitlines()[0] if out else "",
-            "engines": [e for _, e, label in args.plan if label]}
 
 
 def ensure_peers(args):
@@ -131,12 +89,17 @@ def parse_args():
                     "(both binaries; default: every engine `-V` lists)")
     ap.add_argument("--rounds", type=int, help="override the profile's rounds")
     ap.add_argument("--only", help="comma-separated forwarders to run besides direct")
-    ap.add_argument("--workloads", help="comma-separated workload ids (stream_c2s,crr,...)")
+    ap.add_argument("--workloads", help="comma-separated workload ids (stream_c2s,crr,udp_rr,...)")
+    ap.add_argument("--protocols", default="tcp,udp",
+                    help="comma-separated: tcp, udp (default both)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--no-install", action="store_true", help="never call install-deps.sh")
     ap.add_argument("--lock-timeout", type=float, default=3600)
     args = ap.parse_args()
     args.profile = args.profile or "quick"
+    args.protocols = [p for p in args.protocols.split(",") if p]
+    if not args.protocols or set(args.protocols) - {"tcp", "udp"}:
+        ap.error("--protocols: tcp, udp or tcp,udp")
     for b in (args.sockfwd, args.sfload):
         if not os.access(b, os.X_OK):
             sys.exit(f"bench: {b} is not built (make {os.path.relpath(b, ROOT)})")
@@ -160,7 +123,7 @@ def main():
     args = parse_args()
     prof = dict(PROFILES[args.profile])
     if args.rounds:
-        prof["rounds"] = args.rounds
+        prof["rounds"] = prof["udp_rounds"] = args.rounds
     lock = take_lock(args.lock_timeout)
     started = time.monotonic()
     ensure_peers(args)
@@ -172,34 +135,46 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="sockfwd-bench-")
     fwds = make_forwarders(args, workdir)
-    wls = workloads(prof)
+    wls = workloads(prof, args.protocols)
     if args.workloads:
         keep = set(args.workloads.split(","))
-        wls = [w for w in wls if w[0] in keep]
+        wls = [w for w in wls if w.id in keep]
     names = [f.name for f in fwds]
+    udp_skipped = {f.name: f.no_udp for f in fwds if "udp" not in f.protocols}
     meta = {"profile": args.profile, "date": datetime.datetime.now().astimezone().isoformat(
             timespec="seconds"), "commit": commit(), "machine": machine(),
             "versions": versions(args), "forwarders": names,
             "parameters": dict(prof, threads=THREADS, crr_clients=CRR_CLIENTS, crr_size=CRR_SIZE,
                                crr_max=CRR_MAX, rr_size=RR_SIZE, src_addrs=SRC_ADDRS,
                                idle_cap=IDLE_CAP, placement=PLACEMENT,
-                               workloads=[w[0] for w in wls])}
+                               udp_sizes=list(UDP_SIZES), udp_batch=UDP_BATCH,
+                               udp_paced_pps=UDP_PACED_PPS, udp_paced_size=UDP_PACED_SIZE,
+                               udp_rr_size=UDP_RR_SIZE, udp_src_addrs=UDP_SRC_ADDRS,
+                               udp_window=UDP_WINDOW, udp_sessions_cap=UDP_SESSIONS_CAP,
+                               workloads=[w.id for w in wls])}
+    if any(w.proto == "udp" for w in wls):
+        meta["udp_skipped"] = udp_skipped
     if args.baseline:
         meta["baseline"] = baseline_meta(args)
+    rounds = max([prof["rounds"]] + [w.rounds or 0 for w in wls])
     log(f"{args.profile}: {len(fwds)} forwarders ({', '.join(names)}), "
-        f"{len(wls)} workloads, {prof['rounds']} rounds -> {outdir}")
+        f"{len(wls)} workloads, {rounds} rounds -> {outdir}")
     ports = Ports()
     records = []
     try:
-        for rnd in range(prof["rounds"]):
+        for rnd in range(rounds):
             for wl in wls:
+                if rnd >= (wl.rounds or prof["rounds"]):
+                    continue  # this workload's rounds are done
                 # Rotate the order each round so no forwarder always runs first.
                 order = fwds[rnd % len(fwds):] + fwds[:rnd % len(fwds)]
                 for fwd in order:
+                    if wl.proto not in fwd.protocols:
+                        continue
                     rec = run_cell(args, fwd, wl, ports, prof)
                     rec["round"] = rnd + 1
                     records.append(rec)
-            log(f"round {rnd + 1}/{prof['rounds']} done ({time.monotonic() - started:.0f} s)")
+            log(f"round {rnd + 1}/{rounds} done ({time.monotonic() - started:.0f} s)")
     except KeyboardInterrupt:
         log("interrupted: writing what was measured")
     finally:
@@ -208,6 +183,8 @@ def main():
     summary = summarize(records, names)
     report = table_md(summary, names, meta, records)
     out = {"meta": meta, "summary": summary, "targets": targets(summary)}
+    if any(w.proto == "udp" for w in wls):
+        out["udp_targets"] = udp_targets(summary)
     if args.baseline:
         out["baseline_comparison"] = baseline_rows(summary, names, args.baseline_label)
     out["runs"] = records

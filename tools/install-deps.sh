@@ -9,6 +9,7 @@
 #           deb    what `make deb` needs: build + uring (debian/control's
 #                  Build-Depends), mandoc, dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
+#           coverage  test + lcov (make coverage)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
 #           fuzz   clang with libFuzzer and the sanitizer runtimes, llvm-symbolizer
@@ -22,7 +23,7 @@
 set -eu
 
 usage() {
-	echo "usage: $0 [--check] {build|test|uring|bench|format|deb|fuzz|analyze}..." >&2
+	echo "usage: $0 [--check] {build|test|uring|bench|format|deb|coverage|fuzz|analyze}..." >&2
 	exit 2
 }
 
@@ -34,6 +35,7 @@ pkgs_for() {
 	uring) echo "liburing-dev" ;;
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
+	coverage) echo "$(pkgs_for test) lcov" ;;
 	fuzz) echo "clang libclang-rt-dev llvm" ;;
 	analyze) echo "clang clang-tools cppcheck" ;;
 	*) return 1 ;;

@@ -1,23 +1,29 @@
-"""The forwarders measured (direct, every sockfwd engine, the peers) and the sfload server."""
+"""The forwarders measured (direct, every sockfwd engine, the peers), their configs, and the sfload servers.
+
+Every forwarder forwards TCP; those that forward UDP too list "udp" in
+their protocols, and those that cannot say why in no_udp (table.md
+prints it).
+"""
 
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 from .params import LABEL_SEP, TEMPLATES, THREADS, base_name
-from .procs import echo_check, log, nofile, pin, run_cmd, stop_process, wait_port
+from .procs import echo_check, log, nofile, pin, run_cmd, stop_process, udp_echo_check, wait_port
 
 
 class Server:
-    """An `sfload serve` process: the sink, source and echo upstream."""
+    """An sfload server: `serve` (TCP sink, source, echo) or `udp-serve` (UDP echo, sink)."""
 
-    def __init__(self, sfload, port, cpus):
+    def __init__(self, sfload, port, cpus, proto="tcp"):
         self.port = port
         self.proc = subprocess.Popen(
-            [sfload, "serve", "-l", f"127.0.0.1:{port}"],
+            [sfload, "udp-serve" if proto == "udp" else "serve", "-l", f"127.0.0.1:{port}"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             preexec_fn=pin(cpus), start_new_session=True)
         ready, _, _ = select.select([self.proc.stdout], [], [], 5)
@@ -36,28 +42,35 @@ class Forwarder:
 
     name = "?"
     kind = "?"
+    protocols = ("tcp",)
+    no_udp = "no UDP forwarding"
 
     def __init__(self, workdir):
         self.workdir = workdir
         self.proc = None
         self.errfile = None
 
-    def command(self, listen, upstream, rundir):
-        """Return the argv that forwards 127.0.0.1:listen to :upstream."""
+    def command(self, listen, upstream, rundir, proto="tcp"):
+        """Return the argv that forwards 127.0.0.1:listen to :upstream over proto."""
         raise NotImplementedError
 
-    def start(self, listen, upstream, cpus):
-        """Start forwarding listen -> upstream; raise if it does not forward."""
+    def start(self, listen, upstream, cpus, proto="tcp"):
+        """Start forwarding listen -> upstream over proto; raise if it does not forward."""
         rundir = tempfile.mkdtemp(prefix=f"{self.name}-", dir=self.workdir)
         self.errpath = os.path.join(rundir, "stderr.log")
         self.errfile = open(self.errpath, "w")
         self.proc = subprocess.Popen(
-            self.command(listen, upstream, rundir), stdin=subprocess.DEVNULL,
+            self.command(listen, upstream, rundir, proto), stdin=subprocess.DEVNULL,
             stdout=self.errfile, stderr=self.errfile, preexec_fn=pin(cpus),
             start_new_session=True, cwd=rundir)
-        if not wait_port(listen) or not echo_check(listen):
+        if proto == "udp":
+            ok = udp_echo_check(listen)
+        else:
+            ok = wait_port(listen) and echo_check(listen)
+        if not ok:
             self.stop()
-            raise RuntimeError(f"{self.name} does not forward: {self.tail_err()}")
+            raise RuntimeError(f"{self.name} does not forward {proto.upper()}: "
+                               f"{self.tail_err()}")
 
     def tail_err(self):
         """Return the last lines the forwarder wrote on stderr."""
@@ -86,8 +99,9 @@ class Direct(Forwarder):
     """No forwarder: the client talks to the server, the physical reference."""
 
     name = kind = "direct"
+    protocols = ("tcp", "udp")
 
-    def start(self, listen, upstream, cpus):
+    def start(self, listen, upstream, cpus, proto="tcp"):
         """Nothing to start."""
 
     def roots(self):
@@ -105,10 +119,50 @@ class Sockfwd(Forwarder):
         self.binary, self.engine, self.label = binary, engine, label
         self.name = f"sockfwd-{engine}" + (f"{LABEL_SEP}{label}" if label else "")
 
-    def command(self, listen, upstream, rundir):
+    def probe_udp(self):
+        """Find out whether this engine of this binary forwards UDP (`-u`); set protocols.
+
+        A build whose `-V` says "udp: ENGINES" answers directly. Otherwise
+        start `sockfwd -u` for half a second: a build without UDP, or an
+        engine that does not serve it, exits at once (usage error, exit 2)
+        and its message becomes no_udp.
+        """
+        listed = version_list(run_cmd([self.binary, "-V"]), "udp")
+        if listed is not None:
+            if self.engine in listed:
+                self.protocols = ("tcp", "udp")
+            else:
+                self.no_udp = (f"engine {self.engine} does not serve UDP "
+                               f"(`sockfwd -V`: udp: {' '.join(listed) or 'none'})")
+            return
+        ports = []
+        for _ in range(2):
+            with socket.socket(type=socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        proc = subprocess.Popen(self.command(ports[0], ports[1], None, "udp"),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        stop_process(proc)
+        out = proc.stdout.read().strip()
+        proc.stdout.close()
+        if rc is None:
+            self.protocols = ("tcp", "udp")
+            return
+        last = out.splitlines()[-1] if out else ""
+        # "2026-...Z sockfwd: error: unknown option '-u'": the message only.
+        last = last.split(" sockfwd: ", 1)[-1]
+        self.no_udp = f"`sockfwd -u -b {self.engine}` exits {rc}: {last}"
+
+    def command(self, listen, upstream, rundir, proto="tcp"):
         """sockfwd with THREADS workers, not quiet: we want its stats line."""
-        return [self.binary, "-b", self.engine, "-l", f"127.0.0.1:{listen}",
-                "-r", f"127.0.0.1:{upstream}", "-j", str(THREADS)]
+        return [self.binary] + (["-u"] if proto == "udp" else []) + [
+            "-b", self.engine, "-l", f"127.0.0.1:{listen}", "-r", f"127.0.0.1:{upstream}",
+            "-j", str(THREADS)]
 
     def stop(self):
         """Stop sockfwd and parse its exit stats line."""
@@ -144,13 +198,14 @@ class Haproxy(Forwarder):
     """HAProxy in TCP mode, with forced splice or none."""
 
     kind = "haproxy"
+    no_udp = "no UDP forwarding in HAProxy 2.6 (Debian's; UDP is in the commercial edition)"
 
     def __init__(self, workdir, splice):
         super().__init__(workdir)
         self.splice = splice
         self.name = "haproxy-splice" if splice else "haproxy"
 
-    def command(self, listen, upstream, rundir):
+    def command(self, listen, upstream, rundir, proto="tcp"):
         """haproxy -db on a generated config."""
         splice = ("option splice-request\n    option splice-response"
                   if self.splice else "# no splice")
@@ -174,12 +229,14 @@ class Nginx(Forwarder):
     """nginx's stream module (master + worker processes)."""
 
     name = kind = "nginx"
+    protocols = ("tcp", "udp")
 
-    def command(self, listen, upstream, rundir):
+    def command(self, listen, upstream, rundir, proto="tcp"):
         """nginx in the foreground with its own prefix, pid and logs."""
         cfg = os.path.join(rundir, "nginx.conf")
+        template = "nginx-udp.conf.in" if proto == "udp" else "nginx.conf.in"
         with open(cfg, "w") as f:
-            f.write(render("nginx.conf.in", listen=listen, upstream=upstream,
+            f.write(render(template, listen=listen, upstream=upstream,
                            threads=THREADS, module=nginx_stream_module(), dir=rundir,
                            nofile=nofile()))
         return ["nginx", "-p", rundir, "-c", cfg, "-e", os.path.join(rundir, "error.log")]
@@ -189,19 +246,42 @@ class Socat(Forwarder):
     """socat, a process forked per connection."""
 
     name = kind = "socat"
+    protocols = ("tcp", "udp")
 
-    def command(self, listen, upstream, rundir):
-        """socat with TCP_NODELAY on both sides like every other forwarder."""
+    def command(self, listen, upstream, rundir, proto="tcp"):
+        """socat with TCP_NODELAY on both sides like every other forwarder.
+
+        UDP: a child per client address (fork), ended after 60 s without a
+        datagram (-T, sockfwd's default --udp-timeout and nginx's
+        proxy_timeout here).
+        """
+        if proto == "udp":
+            return ["socat", "-T", "60", f"UDP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork",
+                    f"UDP:127.0.0.1:{upstream}"]
         return ["socat", f"TCP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork,backlog=4096,nodelay",
                 f"TCP:127.0.0.1:{upstream},nodelay"]
+
+
+def version_list(out, key):
+    """The names after "KEY:" in a `sockfwd -V` line, up to ";" or ")"; None without KEY.
+
+    "sockfwd 0.1.0 (engines: naive epoll splice; udp: epoll splice)" gives
+    [naive, epoll, splice] for engines and [epoll, splice] for udp; a build
+    from before UDP has no "udp:" part.
+    """
+    line = out.splitlines()[0] if out else ""
+    if f"{key}:" not in line:
+        return None
+    return line.split(f"{key}:", 1)[1].split(";", 1)[0].split(")", 1)[0].split()
 
 
 def sockfwd_engines(binary):
     """Return the engines `sockfwd -V` lists."""
     out = run_cmd([binary, "-V"])
-    if "engines:" not in out:
+    engines = version_list(out, "engines")
+    if engines is None:
         sys.exit(f"bench: cannot read the engines from `{binary} -V`: {out!r}")
-    return out.split("engines:", 1)[1].strip(" )\n").split()
+    return engines
 
 
 def peers_installed():
@@ -276,4 +356,10 @@ def make_forwarders(args, workdir):
         keep = set(args.only.split(","))
         fwds = [f for f in fwds
                 if f.name in keep or base_name(f.name) in keep or f.name == "direct"]
+    if "udp" in args.protocols:
+        for f in fwds:
+            if isinstance(f, Sockfwd):
+                f.probe_udp()
+            if "udp" not in f.protocols:
+                log(f"{f.name}: UDP workloads skipped: {f.no_udp}")
     return fwds

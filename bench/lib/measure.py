@@ -1,4 +1,4 @@
-"""Workloads, and one run of one workload against one forwarder."""
+"""One run of one workload against one forwarder: the sfload client and what /proc says."""
 
 import json
 import select
@@ -6,41 +6,10 @@ import subprocess
 import time
 
 from .forwarders import Direct, Server
-from .params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, RR_SIZE, SRC_ADDRS,
-                     base_name)
-from .procs import (CLK_TCK, cpu_busy, log, nofile, other_delta, other_ticks, pin,
-                    pinned_cpus, stop_process, tree_usage)
-
-
-def idle_target(prof, name):
-    """Connections to hold in idle for forwarder name.
-
-    Each proxied connection takes two descriptors in the forwarder, so the
-    descriptor limit (which we cannot raise without CAP_SYS_RESOURCE) caps
-    the count; naive and socat have their own caps (IDLE_CAP), which a
-    baseline build's entry (sockfwd-naive@old) shares.
-    """
-    n = min(prof["idle_n"], (nofile() - 400) // 2)
-    return min(n, IDLE_CAP.get(base_name(name), n))
-
-
-def workloads(prof):
-    """Return the workload list of a profile: (id, sfload argv tail, placement key)."""
-    t = prof["stream_s"]
-    wl = [
-        ("stream_c2s", ["stream", "-n", "1", "-t", str(t), "-d", "c2s"], "stream"),
-        ("stream_s2c", ["stream", "-n", "1", "-t", str(t), "-d", "s2c"], "stream"),
-    ]
-    if prof["multi_streams"]:
-        n = str(prof["multi_streams"])
-        wl.append((f"stream{n}_c2s", ["stream", "-n", n, "-t", str(t), "-d", "c2s"], "stream"))
-    wl += [
-        ("crr", ["crr", "-n", str(CRR_CLIENTS), "-t", str(prof["crr_s"]), "-s", str(CRR_SIZE),
-                 "-m", str(CRR_MAX), "-a", str(SRC_ADDRS)], "crr"),
-        ("rr", ["rr", "-n", "1", "-t", str(prof["rr_s"]), "-s", str(RR_SIZE)], "rr"),
-        ("idle", ["idle", "-H", str(prof["idle_hold_s"]), "-W", "-a", "64"], "idle"),
-    ]
-    return wl
+from .params import PLACEMENT
+from .procs import (CLK_TCK, cpu_busy, log, other_delta, other_ticks, pin, pinned_cpus,
+                    stop_process, tree_usage)
+from .workloads import HOLDING, count_arg
 
 
 def run_client(argv, cpus, timeout_s, on_held=None):
@@ -84,20 +53,21 @@ def run_client(argv, cpus, timeout_s, on_held=None):
 
 
 def run_cell(args, fwd, wl, ports, prof):
-    """Run one workload against one forwarder once; return the record."""
-    wid, tail, place = wl
-    where = PLACEMENT[place]
+    """Run one workload (workloads.Workload) against one forwarder once; return the record."""
+    wid, tail = wl.id, wl.argv
+    where = PLACEMENT[wl.place]
     upstream, listen = ports.take(), ports.take()
-    server = Server(args.sfload, upstream, where["gen"])
+    server = Server(args.sfload, upstream, where["gen"], wl.proto)
     rec = {"forwarder": fwd.name, "kind": fwd.kind, "workload": wid}
+    if wl.proto != "tcp":
+        rec["proto"] = wl.proto
     if getattr(fwd, "label", None):
         rec["build"] = fwd.label
     try:
-        fwd.start(listen, upstream, where["fwd"])
+        fwd.start(listen, upstream, where["fwd"], wl.proto)
         target = upstream if isinstance(fwd, Direct) else listen
         argv = [args.sfload] + tail + ["-c", f"127.0.0.1:{target}"]
-        if wid == "idle":
-            argv += ["-n", str(idle_target(prof, fwd.name))]
+        argv += count_arg(wl, prof, fwd.name)
         cpu0, rss0 = tree_usage(fwd.roots())
         srv0, _ = tree_usage([server.proc.pid])
         others0 = other_ticks(fwd.roots() + [server.proc.pid])
@@ -135,11 +105,17 @@ def run_cell(args, fwd, wl, ports, prof):
                 rec["fwd_cpu_busy_s_per_gb"] = round(busy_s / (res["bytes"] / 1e9), 4)
         if wid == "crr" and res.get("done") and not isinstance(fwd, Direct):
             rec["fwd_cpu_us_per_conn"] = round((cpu1 - cpu0) / res["done"] * 1e6, 2)
-        if wid == "idle" and held and not isinstance(fwd, Direct):
+        if wid in HOLDING and held and not isinstance(fwd, Direct):
             rec["rss0_kib"] = rss0
             rec["rss_held_kib"] = held["rss_kib"]
             if held["held"]:
-                rec["rss_per_conn_b"] = round((held["rss_kib"] - rss0) * 1024 / held["held"])
+                per = "rss_per_conn_b" if wid == "idle" else "rss_per_session_b"
+                rec[per] = round((held["rss_kib"] - rss0) * 1024 / held["held"])
+        if wid.startswith("udp_") and res.get("received") and not isinstance(fwd, Direct):
+            # Per datagram the forwarder delivered to the server (c2s: what it forwarded).
+            rec["fwd_cpu_ns_per_pkt"] = round((cpu1 - cpu0) / res["received"] * 1e9, 1)
+            if fcpus:
+                rec["fwd_cpu_busy_ns_per_pkt"] = round(busy_s / res["received"] * 1e9, 1)
         if wid.startswith("stream"):
             time.sleep(0.2)  # let the forwarder close both sides: stats count closed ones
     except (RuntimeError, OSError, ValueError) as e:

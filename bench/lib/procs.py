@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -212,7 +213,7 @@ def pin(index_list):
 
 
 class Ports:
-    """Hand out fresh loopback TCP ports below the ephemeral range."""
+    """Hand out fresh loopback ports below the ephemeral range, free for TCP and UDP."""
 
     def __init__(self, first=20000, last=32000):
         self.first, self.last = first, last
@@ -223,10 +224,11 @@ class Ports:
         for _ in range(self.last - self.first):
             port = self.next
             self.next = self.first if self.next >= self.last else self.next + 1
-            with socket.socket() as s:
+            with socket.socket() as s, socket.socket(type=socket.SOCK_DGRAM) as u:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind(("127.0.0.1", port))
+                    u.bind(("127.0.0.1", port))
                     return port
                 except OSError:
                     continue
@@ -260,6 +262,33 @@ def echo_check(port, timeout_s=3.0):
             return got == msg
     except OSError:
         return False
+
+
+# sfload's UDP header (tools/sfload/udp.h): magic, kind, sequence number.
+UDP_MAGIC = 0x53464C55
+
+
+def udp_echo_check(port, timeout_s=5.0):
+    """Send a datagram through 127.0.0.1:port to udp-serve; True once it echoes back.
+
+    One socket, so one session in the forwarder; retried every 200 ms while
+    the forwarder is not there yet (refused) or the datagram is lost.
+    """
+    msg = struct.pack("=IIQ", UDP_MAGIC, ord("E"), 1) + b"sockfwd-bench-check"
+    deadline = time.monotonic() + timeout_s
+    with socket.socket(type=socket.SOCK_DGRAM) as s:
+        s.connect(("127.0.0.1", port))
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            try:
+                s.send(msg)
+                if s.recv(2048) == msg:
+                    return True
+            except ConnectionRefusedError:
+                time.sleep(0.2)
+            except OSError:
+                pass
+    return False
 
 
 def run_cmd(cmd, timeout=10):

@@ -1,162 +1,14 @@
-"""Summary of the runs and the outputs: table.md, CSV files, chart.png."""
+"""The outputs: table.md, the CSV files, chart.png (summary.py computes, targets.py judges)."""
 
 import csv
 import os
 import shutil
-import statistics
 import subprocess
 
-from .params import IDLE_CAP, LABEL_SEP, THREADS, base_name
+from .params import IDLE_CAP, LABEL_SEP, THREADS, UDP_SESSIONS_CAP, base_name
 from .procs import log, nofile
-
-METRICS = [
-    ("stream_c2s_gbps", "stream_c2s", "gbps", "Gbit/s", "high"),
-    ("stream_s2c_gbps", "stream_s2c", "gbps", "Gbit/s", "high"),
-    ("stream4_c2s_gbps", "stream4_c2s", "gbps", "Gbit/s", "high"),
-    ("cpu_s_per_gb", "stream_", "fwd_cpu_s_per_gb", "CPU-s/GB", "low"),
-    ("cpu_busy_s_per_gb", "stream_", "fwd_cpu_busy_s_per_gb", "CPU-s/GB", "low"),
-    ("spliced_share", "stream_", "spliced_share", "", "high"),
-    ("crr_cps", "crr", "rate", "conn/s", "high"),
-    ("crr_p50_us", "crr", ("lat_us", "p50"), "us", "low"),
-    ("crr_p99_us", "crr", ("lat_us", "p99"), "us", "low"),
-    ("crr_fwd_cpu_us_per_conn", "crr", "fwd_cpu_us_per_conn", "us", "low"),
-    ("rr_p50_us", "rr", ("lat_us", "p50"), "us", "low"),
-    ("rr_p90_us", "rr", ("lat_us", "p90"), "us", "low"),
-    ("rr_p99_us", "rr", ("lat_us", "p99"), "us", "low"),
-    ("rr_p999_us", "rr", ("lat_us", "p999"), "us", "low"),
-    ("rr_rate", "rr", "rate", "1/s", "high"),
-    ("idle_held", "idle", "held", "conns", "high"),
-    ("idle_checked_ok", "idle", "checked_ok", "conns", "high"),
-    ("idle_rss_per_conn_b", "idle", "rss_per_conn_b", "B", "low"),
-]
-
-GEN_METRICS = [("gen_cpu_util", "gen_cpu_util"), ("fwd_cpu_util", "fwd_cpu_util"),
-               ("other_cpu_util", "other_cpu_util")]
-
-
-def pick(rec, key):
-    """Return rec[key] (or a nested key tuple), None when absent."""
-    if isinstance(key, tuple):
-        v = rec
-        for k in key:
-            v = v.get(k) if isinstance(v, dict) else None
-        return v
-    return rec.get(key)
-
-
-def matches(rec, wl):
-    """True if rec is a run of workload wl (a prefix ending in '_' matches 1-stream runs)."""
-    if wl.endswith("_"):
-        return rec["workload"] in ("stream_c2s", "stream_s2c")
-    return rec["workload"] == wl
-
-
-def summarize(records, names):
-    """Return {forwarder: {metric: {median, min, max, n}}} over error-free runs."""
-    out = {}
-    for name in names:
-        mine = [r for r in records if r["forwarder"] == name and "error" not in r]
-        out[name] = {}
-        for mid, wl, key, _, _ in METRICS:
-            vals = [pick(r, key) for r in mine if matches(r, wl)]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                out[name][mid] = {"median": statistics.median(vals), "min": min(vals),
-                                  "max": max(vals), "n": len(vals)}
-        out[name]["errors"] = sum(1 for r in records if r["forwarder"] == name and "error" in r)
-    return out
-
-
-def med(summary, name, metric):
-    """Median of a metric, or None."""
-    m = summary.get(name, {}).get(metric)
-    return m["median"] if m else None
-
-
-def fmt(v, digits=1):
-    """Format a number for the table ('-' for None)."""
-    if v is None:
-        return "-"
-    if isinstance(v, float) and abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.{digits}f}" if isinstance(v, float) else f"{v:,}"
-
-
-def cell(summary, name, metric, digits=1, scale=1.0):
-    """'median [min-max]' of a metric, scaled."""
-    m = summary.get(name, {}).get(metric)
-    if not m:
-        return "-"
-    s = lambda v: fmt(v * scale if isinstance(v, (int, float)) else v, digits)
-    if m["n"] == 1 or m["min"] == m["max"]:
-        return s(m["median"])
-    return f"{s(m['median'])} [{s(m['min'])}–{s(m['max'])}]"
-
-
-def ratio(a, b):
-    """a/b formatted as '1.23x', '-' when either is missing."""
-    if a is None or not b:
-        return "-"
-    return f"{a / b:.2f}x"
-
-
-def added(summary, name, metric):
-    """Latency a forwarder adds over direct (us), or None."""
-    a, d = med(summary, name, metric), med(summary, "direct", metric)
-    return None if a is None or d is None else a - d
-
-
-def targets(summary):
-    """Evaluate the issue's targets on the default engine (splice); list of rows."""
-    s = "sockfwd-splice"
-    rows = []
-
-    def row(what, measured, ok):
-        rows.append((what, measured, "-" if ok is None else ("met" if ok else "MISSED")))
-
-    for d in ("c2s", "s2c"):
-        m = f"stream_{d}_gbps"
-        sp, di, nv, hs = (med(summary, n, m) for n in (s, "direct", "sockfwd-naive",
-                                                          "haproxy-splice"))
-        row(f"splice 1 stream {d} >= 90% of direct",
-            ratio(sp, di), None if sp is None or not di else sp >= 0.9 * di)
-        row(f"splice 1 stream {d} >= 1.5x naive",
-            ratio(sp, nv), None if sp is None or not nv else sp >= 1.5 * nv)
-        row(f"splice 1 stream {d} ahead of haproxy-splice",
-            f"{fmt(sp)} vs {fmt(hs)} Gbit/s", None if sp is None or hs is None else sp > hs)
-    sp, nv, hs = (med(summary, n, "cpu_s_per_gb") for n in (s, "sockfwd-naive", "haproxy-splice"))
-    row("splice CPU-s/GB <= half of naive", ratio(sp, nv),
-        None if sp is None or not nv else sp <= 0.5 * nv)
-    bsp, bnv = (med(summary, n, "cpu_busy_s_per_gb") for n in (s, "sockfwd-naive"))
-    if bsp is not None:
-        row("(same, counting softirq: CPU busy-s/GB) <= half of naive", ratio(bsp, bnv),
-            None if not bnv else bsp <= 0.5 * bnv)
-    row("splice CPU-s/GB below haproxy-splice", f"{fmt(sp, 3)} vs {fmt(hs, 3)}",
-        None if sp is None or hs is None else sp < hs)
-    sp = med(summary, s, "crr_cps")
-    for peer in ("haproxy", "haproxy-splice", "nginx"):
-        p = med(summary, peer, "crr_cps")
-        row(f"splice crr ahead of {peer}", f"{fmt(sp)} vs {fmt(p)} conn/s",
-            None if sp is None or p is None else sp > p)
-    for q in ("p50", "p99"):
-        a, n = added(summary, s, f"rr_{q}_us"), added(summary, "nginx", f"rr_{q}_us")
-        row(f"splice rr {q} added <= half of nginx's", f"{fmt(a)} vs {fmt(n)} us",
-            None if a is None or n is None else a <= 0.5 * n)
-    held, ok = med(summary, s, "idle_held"), med(summary, s, "idle_checked_ok")
-    rss = med(summary, s, "idle_rss_per_conn_b")
-    cap = (nofile() - 400) // 2
-    if cap < 10000:
-        # Two descriptors per proxied connection: 10,000 cannot fit here.
-        row(f"splice idle: 10,000 held and working (fd limit {nofile()}: {cap} at most here)",
-            f"{fmt(held)} held, {fmt(ok)} ok",
-            None if held is None else (False if ok is None or ok < held else None))
-    else:
-        row("splice idle: 10,000 held and working", f"{fmt(held)} held, {fmt(ok)} ok",
-            None if held is None else held >= 10000 and ok is not None and ok >= 10000)
-    row("splice idle: < 2 KiB RSS per connection", f"{fmt(rss)} B",
-        None if rss is None else rss < 2048)
-    return rows
-
+from .summary import GEN_METRICS, METRICS, added, cell, fmt, med, ratio, summarize  # noqa: F401
+from .targets import targets, udp_targets
 
 # The build-against-build table: (metric id, column head).
 BASELINE_METRICS = [
@@ -164,6 +16,8 @@ BASELINE_METRICS = [
     ("stream4_c2s_gbps", "4 streams c2s"), ("cpu_s_per_gb", "CPU-s/GB"),
     ("crr_cps", "crr conn/s"), ("crr_p99_us", "crr p99 us"), ("rr_p50_us", "rr p50 us"),
     ("rr_p99_us", "rr p99 us"), ("idle_rss_per_conn_b", "idle RSS B/conn"),
+    ("udp64_pps", "UDP 64 B pkt/s"), ("udp64_fwd_ns_per_pkt", "UDP 64 B ns/pkt"),
+    ("udp_rr_p99_us", "udp_rr p99 us"), ("udp_rss_per_session_b", "UDP RSS B/session"),
 ]
 
 
@@ -230,21 +84,15 @@ def baseline_md(summary, names, label):
     return lines
 
 
-def table_md(summary, names, meta, records):
-    """Return the Markdown report: results, ratios, targets, generator check."""
-    p = meta["parameters"]
-    lines = [f"## sockfwd bench ({meta['profile']}, {p['rounds']} interleaved rounds, "
-             f"median [min–max])", "",
-             f"{meta['date']}, commit {meta['commit']}, {meta['machine']['cpu_model']} x "
-             f"{meta['machine']['cpus']}, Linux {meta['machine']['kernel']}; "
-             f"{THREADS} thread/worker per forwarder.", ""]
+def tcp_md(summary, names):
+    """Return the Markdown lines of the TCP results table and its ratios."""
     multi = any("stream4_c2s_gbps" in summary[n] for n in names)
     head = ["forwarder", "stream c2s Gbit/s", "stream s2c Gbit/s"]
     if multi:
         head.append("4 streams c2s Gbit/s")
-    head += ["fwd CPU-s/GB", "fwd CPU busy-s/GB", "spliced", "crr conn/s", "crr p99 us", "rr p50 us", "rr p99 us",
-             "rr p99.9 us", "idle held", "idle RSS B/conn"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += ["fwd CPU-s/GB", "fwd CPU busy-s/GB", "spliced", "crr conn/s", "crr p99 us",
+             "rr p50 us", "rr p99 us", "rr p99.9 us", "idle held", "idle RSS B/conn"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in names:
         row = [n, cell(summary, n, "stream_c2s_gbps", 2), cell(summary, n, "stream_s2c_gbps", 2)]
         if multi:
@@ -274,11 +122,29 @@ def table_md(summary, names, meta, records):
             ratio(g(n, "cpu_s_per_gb"), g(nv, "cpu_s_per_gb")),
             ratio(g(n, "crr_cps"), g(nv, "crr_cps")), ratio(g(n, "crr_cps"), g(di, "crr_cps")),
             fmt(added(summary, n, "rr_p50_us")), fmt(added(summary, n, "rr_p99_us"))]) + " |")
+    return lines
+
+
+def table_md(summary, names, meta, records):
+    """Return the Markdown report: results, ratios, targets, generator check."""
+    p = meta["parameters"]
+    lines = [f"## sockfwd bench ({meta['profile']}, {p['rounds']} interleaved rounds, "
+             f"median [min–max])", "",
+             f"{meta['date']}, commit {meta['commit']}, {meta['machine']['cpu_model']} x "
+             f"{meta['machine']['cpus']}, Linux {meta['machine']['kernel']}; "
+             f"{THREADS} thread/worker per forwarder.", ""]
+    ran = set(p.get("workloads", []))
+    tcp_ran = any(not w.startswith("udp_") for w in ran)
+    if tcp_ran:
+        lines += tcp_md(summary, names)
     if meta.get("baseline"):
         lines += baseline_md(summary, names, meta["baseline"]["label"])
-    lines += ["", "### Targets (sockfwd-splice, the default engine)", "",
-              "| target | measured | result |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(summary)]
+    if tcp_ran:
+        lines += ["", "### Targets (sockfwd-splice, the default engine)", "",
+                  "| target | measured | result |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(summary)]
+    if any(w.startswith("udp_") for w in ran):
+        lines += udp_md(summary, names, meta)
     # Was the generator the bottleneck?  Highest use of its CPU per workload.
     lines += ["", "### Load check: highest CPU use per workload (1.0 = one CPU)", "",
               "| workload | generator (client+server) | forwarder | other work on the machine |",
@@ -296,12 +162,52 @@ def table_md(summary, names, meta, records):
     if noisy > 0.2:
         lines += ["", f"**Warning:** other processes used up to {noisy:.2f} CPU during some runs "
                   "(see other_cpu_util in results.csv): those runs are disturbed."]
-    lines += ["", "Placement: stream and crr: forwarder on CPU 0, sfload client and server on "
-              "CPU 1 (direct: client and server on CPU 1 too); rr: all on CPU 0; idle: unpinned. "
+    lines += ["", "Placement: stream, crr, udp_stream, udp_paced and udp_sessions: forwarder on "
+              "CPU 0, sfload client and server on CPU 1 (direct: client and server on CPU 1 too); "
+              "rr and udp_rr: all on CPU 0; idle: unpinned. "
               f"Idle connections held: {p['idle_n']} at most, capped by the descriptor limit "
               f"({nofile()}, 2 per proxied connection); naive {IDLE_CAP['sockfwd-naive']} "
               f"(2 threads per connection), socat {IDLE_CAP['socat']} (a process per connection)."]
     return "\n".join(lines) + "\n"
+
+
+def udp_md(summary, names, meta):
+    """Return the Markdown lines of the UDP results, their targets, and who was not measured."""
+    p = meta["parameters"]
+    skipped = meta.get("udp_skipped", {})
+    rows = [n for n in names if n not in skipped]
+    head = ["forwarder", "64 B pkt/s", "64 B loss %", "64 B fwd ns/pkt", "1400 B pkt/s",
+            "1400 B Gbit/s", "1400 B loss %", "1400 B fwd ns/pkt", "paced loss %",
+            "udp_rr p50 us", "udp_rr p99 us", "udp_rr p99.9 us", "sessions/s",
+            "sessions held", "RSS B/session"]
+    lines = ["", f"### UDP ({p.get('udp_rounds', p['rounds'])} interleaved rounds, median "
+             "[min–max])", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in rows:
+        row = [n, cell(summary, n, "udp64_pps", 0), cell(summary, n, "udp64_loss_pct", 2),
+               cell(summary, n, "udp64_fwd_ns_per_pkt", 0), cell(summary, n, "udp1400_pps", 0),
+               cell(summary, n, "udp1400_gbps", 2), cell(summary, n, "udp1400_loss_pct", 2),
+               cell(summary, n, "udp1400_fwd_ns_per_pkt", 0),
+               cell(summary, n, "udp_paced_loss_pct", 3), cell(summary, n, "udp_rr_p50_us", 1),
+               cell(summary, n, "udp_rr_p99_us", 1), cell(summary, n, "udp_rr_p999_us", 0),
+               cell(summary, n, "udp_sessions_rate", 0),
+               fmt(med(summary, n, "udp_sessions_held")),
+               cell(summary, n, "udp_rss_per_session_b", 0)]
+        if summary[n].get("errors"):
+            row[0] += f" ({summary[n]['errors']} failed runs)"
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", f"pkt/s: datagrams the server received per second; loss: sent but never "
+              f"received (sequence numbers); fwd ns/pkt: the forwarder's utime+stime per "
+              f"datagram it delivered; paced: {p.get('udp_paced_pps')} datagrams/s of "
+              f"{p.get('udp_paced_size')} B, below every forwarder's saturation; sessions: "
+              f"{p.get('udp_sessions_n')} client addresses at most, one echoed datagram each "
+              f"({', '.join(f'{k} {v}' for k, v in UDP_SESSIONS_CAP.items())}), RSS per "
+              "session = (RSS held - RSS before) / sessions."]
+    for n, why in skipped.items():
+        lines.append(f"Not measured over UDP: {n}: {why}.")
+    lines += ["", "### UDP targets (issue 9; against nginx)", "",
+              "| target | measured | result |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in udp_targets(summary)]
+    return lines
 
 
 def write_csv(path, records, meta):
@@ -309,7 +215,10 @@ def write_csv(path, records, meta):
     keys = ["forwarder", "kind", "workload", "round", "gbps", "bytes", "seconds", "rate",
             "done", "errors", "held", "checked_ok", "fwd_cpu_s", "fwd_cpu_s_per_gb",
             "fwd_cpu_us_per_conn", "fwd_cpu_busy_s_per_gb", "spliced_share", "rss_per_conn_b", "gen_cpu_util",
-            "fwd_cpu_util", "other_cpu_util", "p50_us", "p90_us", "p99_us", "p999_us", "error"]
+            "fwd_cpu_util", "other_cpu_util", "p50_us", "p90_us", "p99_us", "p999_us", "error",
+            # UDP (appended: the columns before keep their places)
+            "proto", "sent", "received", "pps", "loss_pct", "lost", "fwd_cpu_ns_per_pkt",
+            "rss_per_session_b"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(keys + ["commit", "kernel", "cpu_model", "cpus", "date"])
@@ -341,14 +250,22 @@ def chart(outdir, summary, names, meta):
     panels = [("stream_c2s_gbps", "1 stream c2s (Gbit/s)"), ("stream_s2c_gbps", "1 stream s2c (Gbit/s)"),
               ("cpu_s_per_gb", "forwarder CPU-s per GB"), ("crr_cps", "crr connections/s"),
               ("rr_p50_us", "rr p50 pinned (us)"), ("rr_p99_us", "rr p99 pinned (us)"),
-              ("idle_rss_per_conn_b", "idle RSS per connection (B)")]
+              ("idle_rss_per_conn_b", "idle RSS per connection (B)"),
+              ("udp64_pps", "UDP 64 B datagrams/s"), ("udp1400_gbps", "UDP 1400 B (Gbit/s)"),
+              ("udp64_fwd_ns_per_pkt", "UDP 64 B forwarder CPU ns per datagram"),
+              ("udp_rr_p99_us", "UDP rr p99 pinned (us)"),
+              ("udp_sessions_rate", "UDP new sessions/s"),
+              ("udp_rss_per_session_b", "UDP RSS per idle session (B)")]
     plots = []
+    skipped = meta.get("udp_skipped", {})
     for mid, title in panels:
         if not any(summary[n].get(mid) for n in names):
             continue
+        # A UDP panel leaves out the forwarders not measured over UDP.
+        shown = [n for n in names if not (mid.startswith("udp") and n in skipped)]
         dat = os.path.join(outdir, f"chart_{mid}.dat")
         with open(dat, "w") as f:
-            for n in names:
+            for n in shown:
                 m = summary[n].get(mid)
                 if m:
                     f.write(f'"{n}" {m["median"]} {m["min"]} {m["max"]}\n')
@@ -370,7 +287,7 @@ def chart(outdir, summary, names, meta):
           "set grid ytics", "unset key"]
     for dat, title in plots:
         # RSS spans 300 B (sockfwd) to megabytes (socat): log scale there.
-        gp.append("set logscale y\nset yrange [*:*]" if "RSS" in title
+        gp.append("set logscale y\nset yrange [100:*]" if "RSS" in title
                   else "unset logscale y\nset yrange [0:*]")
         gp += [f'set title "{title}"', f'plot "{dat}" using 2:3:4:xtic(1) lc rgb "#4472c4"']
     gp.append("unset multiplot")

@@ -151,7 +151,11 @@ void sf_worker_adopt(struct sf_worker *w, struct sf_gen *g)
 	struct sf_gen *old = w->gen;
 
 	sf_gen_close_dropped(g, NULL, old, w->id);
-	w->gen = g; /* the reference taken by sf_worker_post_gen */
+	/*
+	 * Release: main polls w->gen (acquire) to learn that every worker
+	 * serves g before it drops the previous generation.
+	 */
+	__atomic_store_n(&w->gen, g, __ATOMIC_RELEASE); /* the reference of sf_worker_post_gen */
 	sf_gen_unref(old);
 }
 

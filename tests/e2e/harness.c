@@ -394,6 +394,19 @@ static int fwd_wait_ready(struct fwd *f)
 	return 0;
 }
 
+/*
+ * SOCKFWD_TEST_THREADS=N runs every forwarder fwd_start spawns without an
+ * explicit thread count with -j N (make tsan runs the suite with -j 4 so
+ * that more workers share the process). Returns N, or 0 when unset.
+ */
+static int test_threads(void)
+{
+	const char *s = getenv("SOCKFWD_TEST_THREADS");
+	int n = s != NULL ? atoi(s) : 0;
+
+	return n > 0 && n <= 64 ? n : 0;
+}
+
 void fwd_start(struct fwd *f, const struct fwd_opts *o)
 {
 	int family = o->family ? o->family : AF_INET;
@@ -415,8 +428,9 @@ void fwd_start(struct fwd *f, const struct fwd_opts *o)
 			argv[n++] = "-b";
 			argv[n++] = o->engine;
 		}
-		if (o->threads > 0) {
-			snprintf(threads, sizeof(threads), "%d", o->threads);
+		if (o->threads > 0 || test_threads() > 0) {
+			snprintf(threads, sizeof(threads), "%d",
+				 o->threads > 0 ? o->threads : test_threads());
 			argv[n++] = "-j";
 			argv[n++] = threads;
 		}
