@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
+.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -148,6 +148,43 @@ coverage:
 	genhtml --quiet --branch-coverage --output-directory build/cov/html build/cov/src.info && \
 	$(LCOV) --summary build/cov/src.info && \
 	echo "coverage: build/cov/html/index.html" && exit $$rc
+
+# Fuzzing (docs/testing.md): one libFuzzer harness per parser, tests/fuzz/
+# fuzz_NAME.c, built with clang under ASan and UBSan in build/fuzz; `make
+# fuzz` runs each for FUZZ_SECONDS and fails on any crash, leak, sanitizer
+# report, timeout or memory blow-up (tools/fuzz.sh). FUZZ=NAME... picks some.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ         ?= $(FUZZ_ALL)
+FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+		-fno-sanitize-recover=undefined
+FUZZ_B       := build/fuzz
+
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(OBJ_LIB) $(FLAGS_STAMP)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(OBJ_LIB) \
+		$(ALL_LDLIBS)
+
+fuzz-build: deps-fuzz
+	$(Q)$(MAKE) --no-print-directory B=$(FUZZ_B) CC=$(FUZZ_CC) \
+		EXTRA_CFLAGS='$(FUZZ_SAN) -fsanitize=fuzzer-no-link' LDFLAGS='$(FUZZ_SAN)' \
+		$(addprefix $(FUZZ_B)/fuzz_,$(FUZZ))
+
+fuzz: fuzz-build
+	tools/fuzz.sh $(FUZZ_B) $(FUZZ_SECONDS) $(FUZZ)
+
+deps-fuzz:
+	@tools/install-deps.sh --check build fuzz >/dev/null 2>&1 || tools/install-deps.sh build fuzz
+
+# Static analysis of src/ (tools/analyze.sh): scan-build and cppcheck, both
+# with zero findings.
+analyze: deps-analyze
+	tools/analyze.sh build/analyze
+
+deps-analyze:
+	@tools/install-deps.sh --check build uring analyze >/dev/null 2>&1 || \
+		tools/install-deps.sh build uring analyze
 
 deps:
 	tools/install-deps.sh build

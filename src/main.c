@@ -189,9 +189,9 @@ static void reload(struct sf_main *m)
 		sf_stats_reloaded(0);
 		return;
 	}
-	if ((rc = check_engine(m->engine, g, err, sizeof(err))) < 0 ||
-	    (rc = sf_sd_match(g, err, sizeof(err))) < 0 ||
-	    (rc = sf_gen_listen(g, m->gen, err, sizeof(err))) < 0) {
+	if (check_engine(m->engine, g, err, sizeof(err)) < 0 ||
+	    sf_sd_match(g, err, sizeof(err)) < 0 ||
+	    sf_gen_listen(g, m->gen, err, sizeof(err)) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_stats_reloaded(0);
 		sf_gen_unref(g);

@@ -12,6 +12,9 @@
 #           coverage  test + lcov (make coverage)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
+#           fuzz   clang with libFuzzer and the sanitizer runtimes, llvm-symbolizer
+#                  (`make fuzz`)
+#           analyze clang's static analyzer (scan-build) and cppcheck (`make analyze`)
 #
 # With --check, install nothing: exit 0 if every package of the profiles is
 # installed, else 1 (the missing ones are listed on stderr).
@@ -20,7 +23,7 @@
 set -eu
 
 usage() {
-	echo "usage: $0 [--check] {build|test|uring|bench|format|deb}..." >&2
+	echo "usage: $0 [--check] {build|test|uring|bench|format|deb|coverage|fuzz|analyze}..." >&2
 	exit 2
 }
 
@@ -33,6 +36,8 @@ pkgs_for() {
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
 	coverage) echo "$(pkgs_for test) lcov" ;;
+	fuzz) echo "clang libclang-rt-dev llvm" ;;
+	analyze) echo "clang clang-tools cppcheck" ;;
 	*) return 1 ;;
 	esac
 }

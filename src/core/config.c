@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/config_priv.h"
 #include "sockfwd/config.h"
@@ -270,7 +271,15 @@ static const char *file_name(const struct loader *ld, const char *file, char *bu
 	return buf;
 }
 
-static int fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...) SF_PRINTF(3, 4);
+static int fail_msg(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+	SF_PRINTF(3, 4);
+/*
+ * fail() is an expression of value -EINVAL, not a call returning it: the
+ * static analyzer does not follow calls into variadic functions, so with
+ * a plain call it assumed fail() might return 0 and a get_*() helper
+ * succeed without setting its output (make analyze).
+ */
+#define fail(...) (fail_msg(__VA_ARGS__), -EINVAL)
 
 static const char *type_name(int type)
 {
@@ -318,7 +327,7 @@ static char *setting_path(const config_setting_t *s, char *buf, size_t len)
  * a whole, line 1) into the loader's err. The file is the one s came
  * from, which differs from cfg->file inside an @include. Returns -EINVAL.
  */
-static int fail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+static int fail_msg(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
 	char msg[512], path[256], fbuf[PATH_MAX];
 	const char *file = NULL;
@@ -981,6 +990,150 @@ static int load_rules(struct loader *ld, const config_setting_t *g)
 	return 0;
 }
 
+/* ---- @include, checked before libconfig follows it ---- */
+
+#define INCLUDE_DEPTH_MAX 10 /* libconfig's own limit (MAX_INCLUDE_DEPTH) */
+
+/* The regular file at path, NUL-terminated, into *out (malloc'd). Its length, or -errno. */
+static long slurp(const char *path, char **out)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL, *nb;
+	size_t len = 0, cap = 0, n;
+
+	if (f == NULL)
+		return -errno;
+	do {
+		if (cap - len < 4096) {
+			nb = realloc(buf, cap + 65536);
+			if (nb == NULL) {
+				free(buf);
+				fclose(f);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap += 65536;
+		}
+		n = fread(buf + len, 1, cap - len - 1, f);
+		len += n;
+	} while (n > 0);
+	buf[len] = '\0';
+	fclose(f);
+	*out = buf;
+	return (long)len;
+}
+
+/*
+ * After "@include" at p: blanks, then a quoted file name unescaped as
+ * libconfig's scanner does (\\ and \" only; any other backslash is
+ * dropped) into name, with *lines the newlines it spans. Returns the
+ * position after the closing quote, or NULL when p starts no complete
+ * directive or the name does not fit (libconfig reports either).
+ */
+static const char *include_name(const char *p, const char *end, char *name, size_t len, int *lines)
+{
+	size_t n = 0;
+
+	if (p == end || (*p != ' ' && *p != '\t'))
+		return NULL;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p == end || *p++ != '"')
+		return NULL;
+	for (*lines = 0; p < end && *p != '"'; p++) {
+		if (*p == '\\' && p + 1 < end && (p[1] == '\\' || p[1] == '"'))
+			p++;
+		else if (*p == '\\')
+			continue;
+		*lines += *p == '\n';
+		if (n + 1 >= len)
+			return NULL;
+		name[n++] = *p;
+	}
+	if (p == end)
+		return NULL;
+	name[n] = '\0';
+	return p + 1;
+}
+
+/*
+ * libconfig 1.5 opens an @include with fopen and leaves a read error to
+ * its flex scanner, whose fatal-error handler calls exit(2): an @include
+ * naming a directory ("", ".", "conf.d/") ended the process from inside
+ * config_read_file, and a SIGHUP reload took the running forwarder down
+ * with it (found by tests/fuzz/fuzz_config). So every @include of the file
+ * at path, and of the files it includes, must name a regular file or
+ * nothing (libconfig reports a missing one) before libconfig reads it.
+ * libconfig takes a line starting with blanks, @include, blanks and a
+ * quote, outside comments and strings, as a directive, and the name as
+ * relative to incdir; so does this scan.
+ * Returns 0, 1 when libconfig is left to refuse the nesting depth, or
+ * -EINVAL with "FILE:LINE: message" in the loader's err.
+ */
+static int check_includes(struct loader *ld, const char *path, int depth)
+{
+	enum { CODE, STRING, COMMENT } st = CODE;
+	char *text = NULL, name[PATH_MAX], full[PATH_MAX];
+	const char *p, *q, *end;
+	int line = 1, bol = 1, rc = 0, nl;
+	struct stat sb;
+	long n;
+
+	if (depth > INCLUDE_DEPTH_MAX)
+		return 1;
+	if ((n = slurp(path, &text)) < 0)
+		return 0;
+	end = text + n;
+	for (p = text; p < end && rc == 0; p++) {
+		if (st == CODE && bol) {
+			for (q = p; q < end && (*q == ' ' || *q == '\t'); q++)
+				;
+			if (end - q >= 8 && memcmp(q, "@include", 8) == 0 &&
+			    (q = include_name(q + 8, end, name, sizeof(name), &nl)) != NULL) {
+				if ((size_t)snprintf(full, sizeof(full), "%s/%s", ld->incdir,
+						     name) >= sizeof(full) ||
+				    stat(full, &sb) < 0) {
+					/* too long or missing: libconfig says so */
+				} else if (!S_ISREG(sb.st_mode)) {
+					snprintf(ld->err, ld->errlen, "%s:%d: @include \"%s\": %s",
+						 path, line, name,
+						 S_ISDIR(sb.st_mode) ? "is a directory, not a file"
+								     : "not a regular file");
+					rc = -EINVAL;
+				} else {
+					rc = check_includes(ld, full, depth + 1);
+				}
+				line += nl;
+				p = q;
+				if (p == end)
+					break;
+			}
+		}
+		bol = 0;
+		if (st == CODE && (*p == '#' || (*p == '/' && p + 1 < end && p[1] == '/'))) {
+			while (p + 1 < end && p[1] != '\n')
+				p++;
+		} else if (st == CODE && *p == '/' && p + 1 < end && p[1] == '*') {
+			st = COMMENT;
+			p++;
+		} else if (st == CODE && *p == '"') {
+			st = STRING;
+		} else if (st == STRING && *p == '\\' && p + 1 < end) {
+			line += *++p == '\n';
+		} else if (st == STRING && *p == '"') {
+			st = CODE;
+		} else if (st == COMMENT && *p == '*' && p + 1 < end && p[1] == '/') {
+			st = CODE;
+			p++;
+		} else if (*p == '\n') {
+			line++;
+			bol = 1;
+		}
+	}
+	free(text);
+	return rc;
+}
+
 int sf_config_load(struct sf_config *cfg, char *err, size_t errlen)
 {
 	struct loader ld = { cfg, ".", err, errlen };
@@ -989,6 +1142,7 @@ int sf_config_load(struct sf_config *cfg, char *err, size_t errlen)
 	config_t cf;
 	char *dir, fbuf[PATH_MAX];
 	int i, n, rc = 0, saved;
+	struct stat sb;
 
 	if (cfg->file == NULL) {
 		snprintf(err, errlen, "no config file given");
@@ -1003,6 +1157,11 @@ int sf_config_load(struct sf_config *cfg, char *err, size_t errlen)
 	/* @include "x.conf" is relative to the including file, not the cwd. */
 	ld.incdir = dirname(dir);
 	config_set_include_dir(&cf, ld.incdir);
+	/* Only a regular file can be read twice (not a pipe given as -c). */
+	if (stat(cfg->file, &sb) == 0 && S_ISREG(sb.st_mode) &&
+	    (rc = check_includes(&ld, cfg->file, 1)) < 0)
+		goto out;
+	rc = 0;
 	errno = 0;
 	if (!config_read_file(&cf, cfg->file)) {
 		saved = errno;

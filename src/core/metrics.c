@@ -508,6 +508,8 @@ void sf_metrics_draining(void) { __atomic_store_n(&mx_draining, 1, __ATOMIC_RELA
  */
 static enum MHD_Result mx_handle(void *cls, struct MHD_Connection *conn, const char *url,
 				 const char *method, const char *version, const char *upload_data,
+				 /* libmicrohttpd's MHD_AccessHandlerCallback: no const to add */
+				 /* cppcheck-suppress constParameter */
 				 size_t *upload_data_size, void **req_cls)
 {
 	static char ok[] = "ok\n", notfound[] = "not found\n", oom[] = "out of memory\n",

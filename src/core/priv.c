@@ -232,7 +232,7 @@ static int already(const struct sf_priv *p)
 
 static int can_switch(void)
 {
-	uint32_t eff, perm;
+	uint32_t eff = 0, perm = 0; /* none, should capget fail without an errno */
 	uint32_t need = (1u << CAP_SETUID) | (1u << CAP_SETGID);
 
 	return cap_effective(&eff, &perm) == 0 && (eff & need) == need;

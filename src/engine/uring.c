@@ -84,6 +84,8 @@ struct ur_loop {
 	struct io_uring ring;
 	struct sf_ubufs bufs;
 	struct sf_timers timers;
+	/* Used through the LIST_* macros, which cppcheck does not follow into. */
+	/* cppcheck-suppress unusedStructMember */
 	LIST_HEAD(, ur_conn) all; /* every connection not yet freed */
 	struct ur_conn *starved;
 	struct ur_conn *dead; /* closed, freed after the completion batch */

@@ -373,6 +373,47 @@ ENGINE_TEST(reload, invalid_file_keeps_rules, 60)
 }
 
 /*
+ * An @include naming a directory on SIGHUP: libconfig 1.5 exits the
+ * process from inside its parser on one, so sockfwd refuses it first; the
+ * reload fails like any invalid file and the rules keep serving (found by
+ * tests/fuzz/fuzz_config). The reload path is the engines' common code:
+ * one engine is enough.
+ */
+Test(reload, include_of_a_directory_keeps_rules, .timeout = 60)
+{
+	static const char good[] = "engine = \"@E\";\nthreads = 1;\n"
+				   "rules = {\n"
+				   "  web = { listen = \"127.0.0.1:@L0\"; upstream = "
+				   "\"127.0.0.1:@U0\"; };\n"
+				   "};\n";
+	static const char bad[] = "engine = \"@E\";\nthreads = 1;\n@include \".\"\n"
+				  "rules = {\n"
+				  "  web = { listen = \"127.0.0.1:@L0\"; upstream = "
+				  "\"127.0.0.1:@U0\"; };\n"
+				  "};\n";
+	struct fwd_conf c = { .engine = "epoll", .nlisten = 1 };
+	struct srv s;
+	struct fwd f;
+
+	srv_start_id(&s, AF_INET, 0);
+	c.up[0] = s.port;
+	fwd_start_conf(&f, &c, good);
+	cr_assert_eq(id_query(AF_INET, NULL, c.lport[0]), 0);
+
+	conf_write(&c, bad);
+	sys_assert(kill(f.pid, SIGHUP) == 0, "kill SIGHUP");
+	cr_assert(fwd_log_wait(&f, RELOAD_MS, c.path, "directory"),
+		  "@include of a directory on SIGHUP: no message naming %s within %d ms; "
+		  "stderr:\n%s",
+		  c.path, RELOAD_MS, fwd_stderr_tail(&f));
+	fwd_assert_alive(&f);
+	cr_assert_eq(id_query(AF_INET, NULL, c.lport[0]), 0, "rule web after the bad reload");
+	fwd_stop(&f);
+	srv_stop(&s);
+	conf_remove(&c);
+}
+
+/*
  * A removed rule stops accepting (its port is closed: connects are
  * refused) while its established connection carries on to its natural
  * end; a changed rule (web: another upstream) applies to new connections

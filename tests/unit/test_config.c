@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -694,6 +695,49 @@ Test(config_file, include_is_relative_to_the_file)
 	snprintf(want, sizeof(want), "%s/inc2.conf:2: rules.a.bogus: ", tdir);
 	cr_assert(strncmp(errbuf, want, strlen(want)) == 0, "\"%s\" should start with \"%s\"",
 		  errbuf, want);
+	sf_config_free(&cfg);
+}
+
+/*
+ * libconfig 1.5 exits the process ("input in flex scanner failed") when an
+ * @include names a directory: sf_config_load refuses those first, with
+ * FILE:LINE, and one that is no regular file (a FIFO would block). Found
+ * by fuzz_config: tests/fuzz/corpus/config/regress-include-empty-name.
+ */
+Test(config_file, include_of_a_directory_is_an_error)
+{
+	struct sf_config cfg;
+	char want[PATH_MAX + 32], sub[PATH_MAX];
+	const char *path;
+
+	bad("@include \"\" #!\n" RULES, "@include", "directory");
+	bad("threads = 1;\n  @include  \".\" #!\n" RULES, "\".\"", "directory");
+	write_file(NULL, "");
+	snprintf(sub, sizeof(sub), "%s/sub", tdir);
+	cr_assert_eq(mkdir(sub, 0700), 0, "mkdir %s", sub);
+	bad("@include \"sub\" #!\n" RULES, "sub", "directory");
+	snprintf(sub, sizeof(sub), "%s/fifo", tdir);
+	cr_assert_eq(mkfifo(sub, 0600), 0, "mkfifo %s", sub);
+	bad("\n@include \"fifo\" #!\n" RULES, "fifo", "regular file");
+
+	/* In an included file: that file and its line. */
+	write_file("incdir.conf", "threads = 1;\n@include \"..\"\n");
+	path = write_file("main.conf", "@include \"incdir.conf\"\n" RULES);
+	cr_assert_eq(load_path_argv(&cfg, path, 0, NULL), -EINVAL);
+	snprintf(want, sizeof(want), "%s/incdir.conf:2: @include \"..\": ", tdir);
+	cr_assert(strncmp(errbuf, want, strlen(want)) == 0, "\"%s\" should start with \"%s\"",
+		  errbuf, want);
+	sf_config_free(&cfg);
+}
+
+/* What libconfig does not take as a directive is not checked either. */
+Test(config_file, include_in_comment_or_string_is_no_include)
+{
+	struct sf_config cfg;
+
+	good(&cfg, "/*\n@include \".\"\n*/\n# @include \".\"\n// @include \".\"\n"
+		   "user = \"a\n@include \\\".\\\"\";\n" RULES);
+	cr_assert_str_eq(cfg.user, "a\n@include \".\"");
 	sf_config_free(&cfg);
 }
 
