@@ -47,6 +47,12 @@ struct nv_conn {
 	TAILQ_ENTRY(nv_conn) wait; /* in its queue while waiting */
 	struct nv_meetq *meetq;	   /* that queue */
 	struct nv_slot *slot;	   /* bridge: its slot, told when the pair is gone */
+	/*
+	 * bridge: both sides connected (under nv_worker.lock). Until then its
+	 * slot thread writes the sockets and the stop must not read them: the
+	 * thread sees the stop itself (stopfd, pairs_stopping).
+	 */
+	int started;
 };
 
 struct nv_meetq;
@@ -386,6 +392,8 @@ static void nv_stop_conns(struct nv_worker *nw)
 	pthread_mutex_lock(&nw->lock);
 	__atomic_store_n(&nw->stopping, 1, __ATOMIC_RELEASE);
 	for (n = nw->conns; n != NULL; n = n->next) {
+		if (n->slot != NULL && !n->started)
+			continue;
 		sf_net_set_rst(n->c.fd[SF_CLIENT]);
 		shutdown(n->c.fd[SF_CLIENT], SHUT_RD);
 	}
@@ -975,6 +983,15 @@ static void *nv_slot_main(void *arg)
 			continue;
 		}
 		backoff = NV_BACKOFF_MIN;
+		/* Under the lock the stop takes: it sees started, or we see it. */
+		pthread_mutex_lock(&nw->lock);
+		if (nv_pairs_halted(nw)) {
+			pthread_mutex_unlock(&nw->lock);
+			nv_abort(n, SF_R_STOP, -1, 0);
+			continue;
+		}
+		n->started = 1;
+		pthread_mutex_unlock(&nw->lock);
 		nv_pair_run(n);
 		/* When the pair ends, not when this direction does. */
 		pthread_mutex_lock(&nw->lock);
