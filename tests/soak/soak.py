@@ -65,6 +65,9 @@ BLOB = random.Random(0x50A4).randbytes(BLOB_SIZE)
 BLOBV = memoryview(BLOB)
 
 
+HEALTHY_RULES = ("echo", "idle", "sink", "source", "early", "rst", "noread", "pool")
+
+
 def now():
     return time.monotonic()
 
@@ -95,6 +98,10 @@ class Checks:
             self.passed[iset] += 1
 
     def fail(self, iset, what, msg):
+        port = getattr(LAST, "port", None)
+        if port:
+            # The -v close line of that connection: grep for 127.0.0.1:PORT.
+            msg += " [client 127.0.0.1:%d]" % port
         with self.lock:
             self.failed[iset] += 1
             if len(self.failures) < 200:
@@ -165,8 +172,13 @@ def listener(port=0, backlog=128, linger0=False):
     return s
 
 
+LAST = threading.local()  # this thread's latest client port, for failure messages
+
+
 def connect(port, timeout=5.0):
+    LAST.port = None
     s = socket.create_connection((LO, port), timeout=timeout)
+    LAST.port = s.getsockname()[1]
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -692,6 +704,10 @@ class Fwd:
         chk.check("exit", n == self.reloads, what, "%d reloads sent, %d logged 'reloaded'" % (self.reloads, n))
         errs = [l for l in text.splitlines() if " error: " in l or l.startswith("sockfwd: error")]
         chk.check("exit", not errs, what, "error lines: %r" % errs[:3])
+        # The -v close lines: a healthy upstream never refuses or times out
+        # (the pool's down member is failed over, never a client's end).
+        bad = [l for l in text.splitlines() if re.search(r"rule=(%s) .*reset=(refused|connect-timeout)" % "|".join(HEALTHY_RULES), l)]
+        chk.check("exit", not bad, what, "%d close lines blame a healthy upstream, first: %s" % (len(bad), bad[:1]))
         return rc
 
 
@@ -1237,7 +1253,15 @@ def run_phase(ctx, fwd, name, seconds, mix, nclients, controllers=(), reload_eve
     stop.set()
     for t in ths:
         t.join(10)
+    if ctx.break_mode == "fd" and name == "clients":
+        # Validation: a connection held open across the check, as a leak
+        # in the forwarder would hold its two sockets.
+        ctx.leak = connect(ctx.ports["echo"])
+        time.sleep(0.5)  # accepted and connected upstream before the check
     settle(ctx, fwd, name)
+    if getattr(ctx, "leak", None):
+        ctx.leak.close()
+        ctx.leak = None
     ctx.phases.append({"engine": fwd.engine, "phase": name, "seconds": round(now() - t0, 2)})
 
 
@@ -1253,8 +1277,6 @@ def settle(ctx, fwd, phase):
         if ok_fd or now() > end:
             break
         time.sleep(0.1)
-    if ctx.break_mode == "fd" and phase == "clients":
-        ok_fd = f["socket"] + 2 <= base["socket"]  # validation: a held connection
     rss = fwd.rss()
     chk.check("resources", ok_fd, "fds-" + phase, "descriptors %r, baseline %r (pipes up to %d)" % (f, base, fwd.pipe_cap))
     # uring's provided buffers (128 per worker, 64 KiB each) are touched
