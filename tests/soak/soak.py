@@ -1445,7 +1445,6 @@ def noread_upstream_side(ctx):
 def run_engine(ctx, engine, budget, idle_s):
     chk = ctx.chk
     chk.engine = engine
-    t_end = now() + budget
     ctx.kills_engine = ctx.kills
     ctx.pool_downs = getattr(ctx, "pool_downs", 0)
     downs0 = ctx.pool_downs
