@@ -151,6 +151,7 @@ coverage:
 SOAK_SECONDS ?= 300
 
 soak: $(B)/sockfwd
+	@tools/install-deps.sh --check soak >/dev/null 2>&1 || tools/install-deps.sh soak
 	python3 tests/soak/soak.py --sockfwd $(B)/sockfwd --seconds $(SOAK_SECONDS) --out $(B)/soak $(SOAK_ARGS)
 
 deps:

@@ -10,6 +10,7 @@
 #                  Build-Depends), mandoc, dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
 #           coverage  test + lcov (make coverage)
+#           soak   build + python3 (make soak: tests/soak/soak.py)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
 #
@@ -33,6 +34,7 @@ pkgs_for() {
 	bench) echo "python3 iperf3 haproxy nginx libnginx-mod-stream socat gnuplot-nox" ;;
 	format) echo "clang-format" ;;
 	coverage) echo "$(pkgs_for test) lcov" ;;
+	soak) echo "$(pkgs_for build) python3" ;;
 	*) return 1 ;;
 	esac
 }
