@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage install uninstall deb clean deps deps-test format FORCE
+.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage soak install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -185,6 +185,16 @@ analyze: deps-analyze
 deps-analyze:
 	@tools/install-deps.sh --check build uring analyze >/dev/null 2>&1 || \
 		tools/install-deps.sh build uring analyze
+# Chaos soak (docs/testing.md): the real forwarder, -j 2, every engine
+# compiled in, between a load generator and misbehaving upstreams, with
+# invariants checked throughout (tests/soak/soak.py, Python 3 stdlib only).
+# SOAK_SECONDS of load split over the engines, plus about 8 s an engine for
+# starts and checks; report in $(B)/soak/report.json.
+SOAK_SECONDS ?= 300
+
+soak: $(B)/sockfwd
+	@tools/install-deps.sh --check soak >/dev/null 2>&1 || tools/install-deps.sh soak
+	python3 tests/soak/soak.py --sockfwd $(B)/sockfwd --seconds $(SOAK_SECONDS) --out $(B)/soak $(SOAK_ARGS)
 
 deps:
 	tools/install-deps.sh build

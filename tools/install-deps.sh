@@ -10,6 +10,7 @@
 #                  Build-Depends), mandoc, dpkg-dev, debhelper, fakeroot
 #           uring  liburing (for `make URING=1`)
 #           coverage  test + lcov (make coverage)
+#           soak   build + python3 (make soak: tests/soak/soak.py)
 #           bench  python3 (the harness), iperf3, haproxy, nginx with its stream module, socat, gnuplot
 #           format clang-format
 #           fuzz   clang with libFuzzer and the sanitizer runtimes, llvm-symbolizer
@@ -38,6 +39,7 @@ pkgs_for() {
 	coverage) echo "$(pkgs_for test) lcov" ;;
 	fuzz) echo "clang libclang-rt-dev llvm" ;;
 	analyze) echo "clang clang-tools cppcheck" ;;
+	soak) echo "$(pkgs_for build) python3" ;;
 	*) return 1 ;;
 	esac
 }

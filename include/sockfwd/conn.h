@@ -42,6 +42,7 @@ enum { SF_C2U = 0, SF_U2C = 1 };
 #define SF_CONN_PROXY	 (1u << 5) /* a PROXY header is still to be read */
 #define SF_CONN_UP	 (1u << 6) /* connected: counted in its upstream's active */
 #define SF_CONN_TIMEDOUT (1u << 7) /* the last connect attempt timed out */
+#define SF_CONN_NOFD	 (1u << 8) /* the upstream socket failed: out of descriptors */
 
 struct sf_conn {
 	struct sf_worker *w;
@@ -175,7 +176,10 @@ void sf_conn_close(struct sf_conn *c);
  */
 void sf_conn_reset(struct sf_conn *c, int reason, int side, int err);
 
-/* The reason a failed connect ends with: refused, or connect-timeout. */
+/*
+ * The reason a failed connect ends with: refused, connect-timeout, or
+ * limit when no descriptor was left for the upstream socket.
+ */
 int sf_conn_connect_reason(const struct sf_conn *c);
 
 /*

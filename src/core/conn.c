@@ -170,8 +170,10 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 			rc = -ETIMEDOUT;
 		}
 		/* Out of descriptors: another address will not help. */
-		if (rc == -EMFILE || rc == -ENFILE)
+		if (rc == -EMFILE || rc == -ENFILE) {
+			c->flags |= SF_CONN_NOFD;
 			return rc;
+		}
 		sf_ctr_add(&up_ctr(c, c->up)->failures, 1, c->w->ctr_shared);
 		if (rc == -ETIMEDOUT)
 			c->flags |= SF_CONN_TIMEDOUT;
@@ -214,6 +216,8 @@ int sf_conn_refused_reason(const struct sf_conn *c, int err)
 
 int sf_conn_connect_reason(const struct sf_conn *c)
 {
+	if (c->flags & SF_CONN_NOFD)
+		return SF_R_LIMIT;
 	return (c->flags & SF_CONN_TIMEDOUT) ? SF_R_CONNECT_TIMEOUT : SF_R_REFUSED;
 }
 

@@ -155,6 +155,15 @@ static void rx_start_connect(struct rx_loop *l, struct rx_conn *x)
 {
 	int rc = sf_conn_connect(&x->c, 0);
 
+	if (rc == -EMFILE || rc == -ENFILE) {
+		/*
+		 * No descriptor for the upstream socket: no upstream was tried,
+		 * so none may count a failure (rx_connected would move on to
+		 * the next one and mark this one down).
+		 */
+		rx_kill(l, x, SF_R_LIMIT, SF_UPSTREAM, rc, 1);
+		return;
+	}
 	if (rc == 0 || rc == -EINPROGRESS) {
 		x->connecting = 1;
 		if (rx_add_sock(l, x, SF_UPSTREAM) < 0) {

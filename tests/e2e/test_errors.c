@@ -217,3 +217,49 @@ ENGINE_TEST(errors, out_of_fds, 120)
 	fwd_stop(&f);
 	srv_stop(&s);
 }
+
+/*
+ * A forwarder started with one descriptor over what it holds idle: the
+ * next client's accept takes the last one, so its upstream socket cannot
+ * be made. The client is reset, and the -v line says reason limit (out of
+ * descriptors), not refused: the upstream refused nothing (found by the
+ * chaos soak, docs/testing.md: naive and uring logged refused).
+ */
+ENGINE_TEST(errors, upstream_socket_emfile_is_limit, 60)
+{
+	const char *flags[] = { "-v", NULL };
+	struct fwd_opts o = { .engine = engine, .threads = 1, .no_probe = 1 };
+	char remote[64], needle[64], line[1024];
+	struct srv s;
+	struct fwd f;
+	int idle, fd;
+
+	raise_nofile();
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	o.remote = srv_addr(&s, remote, sizeof(remote));
+	o.extra[0] = flags[0];
+	o.extra[1] = NULL;
+	/* The same forwarder without a limit first: what it holds idle. */
+	fwd_start(&f, &o);
+	sleep_ms(200);
+	idle = proc_fd_count(f.pid);
+	fwd_stop(&f);
+	fwd_release(&f);
+
+	o.nofile = (rlim_t)idle + 1;
+	fwd_start(&f, &o);
+	sleep_ms(200);
+	cr_assert(proc_fd_count(f.pid) == idle, "%d descriptors idle with the limit, %d without",
+		  proc_fd_count(f.pid), idle);
+	fd = tcp_connect(AF_INET, f.port);
+	snprintf(needle, sizeof(needle), "127.0.0.1:%d ", sock_local_port(fd));
+	recv_expect_reset(fd, E2E_RESET_MS);
+	close(fd);
+	cr_assert(fwd_log_wait(&f, E2E_RESET_MS, needle, "reset="),
+		  "no -v close line for %s; stderr:\n%s", needle, fwd_stderr_tail(&f));
+	fwd_log_line(&f, needle, "reset=", line, sizeof(line));
+	cr_assert(strstr(line, "reset=limit") != NULL,
+		  "out of descriptors for the upstream socket, but the close line says: %s", line);
+	fwd_stop(&f);
+	srv_stop(&s);
+}
