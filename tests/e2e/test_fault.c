@@ -297,9 +297,9 @@ ENGINE_TEST(fault, connect_fails_over, 60)
 
 /*
  * The upstream socket cannot be created (socket(2) fails with EMFILE; the
- * first socket is the listener of -j 1): that client is reset, never
- * given a clean close, nothing reaches the upstream, and the next client
- * is served.
+ * first socket is the listener of -j 1): that client is reset with reason
+ * limit, never given a clean close, nothing reaches the upstream (and no
+ * upstream is blamed), and the next client is served.
  */
 ENGINE_TEST(fault, upstream_socket_emfile, 60)
 {
@@ -312,6 +312,8 @@ ENGINE_TEST(fault, upstream_socket_emfile, 60)
 	fd = tcp_connect(AF_INET, f.port);
 	recv_expect_reset(fd, E2E_RESET_MS);
 	close(fd);
+	cr_assert(fwd_log_wait(&f, E2E_RESET_MS, "reset=limit", NULL),
+		  "the close line does not say limit; stderr:\n%s", fwd_stderr_tail(&f));
 	cr_assert_eq(atomic_load(&s.accepted), 0, "the upstream got a connection");
 	echo_bulk(&f, 15, 1 * MiB);
 	fwd_stop(&f);
