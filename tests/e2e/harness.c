@@ -1630,14 +1630,26 @@ static int ephemeral_low(void)
 	return lo;
 }
 
-/* 1 when port can be bound on the loopback address of family right now. */
-static int port_free(int family, int port)
+/*
+ * 1 when port can be bound on the loopback address of family right now;
+ * with reuse, by a listener with SO_REUSEADDR (as sockfwd's are), which
+ * connections in TIME_WAIT on the port do not stop: only another socket
+ * bound to it does. Ranges for sockfwd's listeners are probed that way:
+ * the TIME_WAIT left on scattered ports by the suites before (the bridge
+ * suite's reconnections) made 5,000 consecutive strictly free ports
+ * impossible to find. Single ports stay strict: tests bind some of them
+ * without SO_REUSEADDR.
+ */
+static int port_free(int family, int port, int reuse)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = loop_sockaddr(&ss, family, port);
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), ok;
 
 	sys_assert(fd >= 0, "socket");
+	if (reuse)
+		sys_assert(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) == 0,
+			   "SO_REUSEADDR");
 	ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
 	close(fd);
 	return ok;
@@ -1661,7 +1673,7 @@ int pick_ports(int family, int n)
 		rnd ^= rnd >> 7;
 		rnd ^= rnd << 17;
 		base = lo + (int)(rnd % (uint64_t)(hi - lo));
-		for (k = 0; k < n && port_free(family, base + k); k++)
+		for (k = 0; k < n && port_free(family, base + k, n > 1); k++)
 			;
 		if (k == n)
 			return base;

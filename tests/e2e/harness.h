@@ -366,7 +366,10 @@ void fwd_wait_port(struct fwd *f, int port, int listening, int ms);
  * binds new ports long after they were picked).
  */
 int pick_port(int family);
-/* The first of n consecutive such ports. */
+/*
+ * The first of n consecutive such ports; for n > 1 free for a listener
+ * with SO_REUSEADDR (sockfwd's listen ranges), TIME_WAIT there allowed.
+ */
 int pick_ports(int family, int n);
 
 /* ---- the child's log ---- */
