@@ -79,11 +79,14 @@ struct nv_worker {
 	unsigned live;
 	int stopping;
 	/* meet and bridge (worker 0), under lock */
-	int stopfd;		     /* eventfd: written at stop, wakes the bridge threads */
-	unsigned pair_threads;	     /* bridge slot threads running */
-	int pairs_stopping;	     /* drain or stop: no bridge connects again */
+	int stopfd;	       /* eventfd: written at stop, wakes the bridge threads */
+	unsigned pair_threads; /* bridge slot threads running */
+	int pairs_stopping;    /* drain or stop: no bridge connects again */
+	/* Used through the queue macros, which cppcheck does not follow into. */
+	/* cppcheck-suppress unusedStructMember */
 	LIST_HEAD(, nv_meetq) meets; /* waiting meet clients, per rule name */
-	LIST_HEAD(, nv_slot) slots;  /* bridge pairs kept */
+	/* cppcheck-suppress unusedStructMember */
+	LIST_HEAD(, nv_slot) slots; /* bridge pairs kept */
 };
 
 static void nv_meet_accept(struct sf_worker *w, struct sf_lsock *ls, int fd,
@@ -629,6 +632,8 @@ const struct sf_engine sf_engine_naive = {
 /* The clients waiting in one meet rule, per side, found by rule name across reloads. */
 struct nv_meetq {
 	char name[SF_NAME_MAX];
+	/* Used through the queue macros, which cppcheck does not follow into. */
+	/* cppcheck-suppress unusedStructMember */
 	TAILQ_HEAD(, nv_conn) q[2];
 	LIST_ENTRY(nv_meetq) link;
 };

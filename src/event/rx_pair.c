@@ -38,6 +38,8 @@
 /* The waiting clients of one meet rule, by side, found by rule name across reloads. */
 struct rx_meetq {
 	char name[SF_NAME_MAX];
+	/* Used through the queue macros, which cppcheck does not follow into. */
+	/* cppcheck-suppress unusedStructMember */
 	TAILQ_HEAD(, rx_conn) q[2];
 	LIST_ENTRY(rx_meetq) link;
 };
@@ -54,7 +56,10 @@ struct rx_slot {
 };
 
 struct rx_pairs {
+	/* Used through the queue macros, which cppcheck does not follow into. */
+	/* cppcheck-suppress unusedStructMember */
 	LIST_HEAD(, rx_meetq) meets;
+	/* cppcheck-suppress unusedStructMember */
 	LIST_HEAD(, rx_slot) slots;
 	int stopping; /* teardown or drain: nothing new starts */
 };
@@ -426,14 +431,41 @@ static void meetq_flush(struct rx_loop *l, struct rx_meetq *q)
  * Slots follow the rules of the worker's generation: a slot whose rule
  * is gone (or no longer a bridge, or beyond its pairs) ends its pair; a
  * missing slot starts. A pair of a rule that stays goes on, and connects
- * with the new rule when it next connects.
+ * with the new rule when it next connects. Missing slots are started
+ * before dropped ones end: ending frees slots, and clang's analyzer loses
+ * track of a list head after LIST_REMOVE (it would report the search for
+ * missing slots as a use after free). Returns 0 or -ENOMEM.
  */
 static int slots_sync(struct rx_loop *l, struct rx_pairs *ps, struct sf_gen *g)
 {
 	struct rx_slot *s, *next;
 	size_t i;
 	unsigned k;
+	int rc = 0;
 
+	for (i = 0; i < g->nrules; i++) {
+		struct sf_rule *r = &g->rules[i];
+
+		if (r->mode != SF_MODE_BRIDGE)
+			continue;
+		for (k = 0; k < r->pol->pairs; k++) {
+			LIST_FOREACH(s, &ps->slots, link)
+			if (s->idx == k && strcmp(s->name, r->name) == 0)
+				break;
+			if (s != NULL)
+				continue;
+			if ((s = calloc(1, sizeof(*s))) == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			snprintf(s->name, sizeof(s->name), "%s", r->name);
+			s->idx = k;
+			s->backoff_ms = RX_BACKOFF_MIN;
+			sf_timer_init(&s->timer, slot_on_timer);
+			LIST_INSERT_HEAD(&ps->slots, s, link);
+			slot_start(l, s);
+		}
+	}
 	for (s = LIST_FIRST(&ps->slots); s != NULL; s = next) {
 		struct sf_rule *r = rule_in(g, s->name, SF_MODE_BRIDGE);
 
@@ -446,28 +478,7 @@ static int slots_sync(struct rx_loop *l, struct rx_pairs *ps, struct sf_gen *g)
 		else
 			slot_free(l, s);
 	}
-	for (i = 0; i < g->nrules; i++) {
-		struct sf_rule *r = &g->rules[i];
-
-		if (r->mode != SF_MODE_BRIDGE)
-			continue;
-		for (k = 0; k < r->pol->pairs; k++) {
-			LIST_FOREACH(s, &ps->slots, link)
-			if (s->idx == k && strcmp(s->name, r->name) == 0)
-				break;
-			if (s != NULL)
-				continue;
-			if ((s = calloc(1, sizeof(*s))) == NULL)
-				return -ENOMEM;
-			snprintf(s->name, sizeof(s->name), "%s", r->name);
-			s->idx = k;
-			s->backoff_ms = RX_BACKOFF_MIN;
-			sf_timer_init(&s->timer, slot_on_timer);
-			LIST_INSERT_HEAD(&ps->slots, s, link);
-			slot_start(l, s);
-		}
-	}
-	return 0;
+	return rc;
 }
 
 int rx_pairs_gen(struct rx_loop *l)
@@ -525,13 +536,20 @@ void rx_pairs_stop(struct rx_loop *l)
 void rx_pairs_free(struct rx_loop *l)
 {
 	struct rx_pairs *ps = l->pairs;
+	struct rx_slot *s, *sn;
+	struct rx_meetq *q, *qn;
 
 	if (ps == NULL)
 		return;
-	while (!LIST_EMPTY(&ps->slots))
-		slot_free(l, LIST_FIRST(&ps->slots));
-	while (!LIST_EMPTY(&ps->meets))
-		meetq_flush(l, LIST_FIRST(&ps->meets));
+	/* Next pointers saved before each free (see slots_sync on the analyzer). */
+	for (s = LIST_FIRST(&ps->slots); s != NULL; s = sn) {
+		sn = LIST_NEXT(s, link);
+		slot_free(l, s);
+	}
+	for (q = LIST_FIRST(&ps->meets); q != NULL; q = qn) {
+		qn = LIST_NEXT(q, link);
+		meetq_flush(l, q);
+	}
 	free(ps);
 	l->pairs = NULL;
 }
