@@ -22,21 +22,36 @@ void sf_net_set_nodelay(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-int sf_net_listen(const struct sf_sockaddr *a, int backlog)
+/*
+ * A non-blocking socket of type for address a, shared with the other
+ * workers and processes of the address (SO_REUSEADDR, SO_REUSEPORT) and,
+ * for IPv6, taking IPv4 clients too (":port" binds [::]). Returns the
+ * descriptor, or -errno.
+ */
+static int net_shared_socket(const struct sf_sockaddr *a, int type, int proto)
 {
 	int fd, one = 1, zero = 0, rc;
-	int family = a->ss.ss_family;
 
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	fd = socket(a->ss.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
 	if (fd < 0)
 		return -errno;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-		goto fail;
-	/* ":port" binds [::] and must take IPv4 clients too. */
-	if (family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
-		goto fail;
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	    (a->ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+int sf_net_listen(const struct sf_sockaddr *a, int backlog)
+{
+	int fd, rc;
+
+	if ((fd = net_shared_socket(a, SOCK_STREAM, IPPROTO_TCP)) < 0)
+		return fd;
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)
@@ -144,18 +159,11 @@ int sf_addr_is_wildcard(const struct sf_sockaddr *a)
 
 int sf_net_udp_bind(const struct sf_sockaddr *a)
 {
-	int fd, one = 1, zero = 0, rc;
+	int fd, one = 1, rc;
 	int family = a->ss.ss_family;
 
-	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
-		goto fail;
-	if (family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
-		goto fail;
+	if ((fd = net_shared_socket(a, SOCK_DGRAM, IPPROTO_UDP)) < 0)
+		return fd;
 	/* Best effort: without it only the drop count is missing. */
 	(void)setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
 	/* Best effort: GRO batches are forwarded with UDP_SEGMENT (dgram/udp.c). */
