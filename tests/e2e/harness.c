@@ -706,6 +706,22 @@ uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max)
 	return total;
 }
 
+void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
+{
+	struct sender snd;
+	uint64_t h, n;
+	int fd = tcp_connect(AF_INET, f->port);
+
+	sender_start(&snd, fd, seed, len, 1);
+	n = recv_to_eof(fd, &h, len);
+	sender_join(&snd);
+	cr_assert_eq(n, len, "echoed %llu of %llu bytes", (unsigned long long)n,
+		     (unsigned long long)len);
+	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
+		  (unsigned long long)len);
+	close(fd);
+}
+
 void recv_expect_eof(int fd)
 {
 	char c;

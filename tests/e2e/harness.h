@@ -188,6 +188,13 @@ void recv_exact(int fd, void *buf, size_t n);
 /* Read until EOF (recv == 0) or max bytes; fails on error or timeout. */
 uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max);
 /*
+ * Write len bytes of seed through forwarder f (to an echo server) while
+ * reading the echo concurrently, then half-close; the echo must come back
+ * whole and intact, then EOF.
+ */
+struct fwd;
+void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len);
+/*
  * Read exactly n bytes within ms without failing: 0, -ETIMEDOUT, -EPIPE
  * (EOF first) or -errno.
  */

@@ -97,22 +97,6 @@ static void stop_spliced(struct fwd *f, unsigned long long *c2u, unsigned long l
 	*sp += sp_u2c;
 }
 
-/* len bytes of seed written and read back concurrently through f, intact, then EOF. */
-static void echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
-{
-	struct sender snd;
-	uint64_t h, n;
-	int fd = tcp_connect(AF_INET, f->port);
-
-	sender_start(&snd, fd, seed, len, 1);
-	n = recv_to_eof(fd, &h, len);
-	sender_join(&snd);
-	cr_assert(n == len && h == gen_hash(seed, len), "echoed %llu of %llu bytes%s",
-		  (unsigned long long)n, (unsigned long long)len,
-		  n == len ? ", not the bytes sent" : "");
-	close(fd);
-}
-
 /*
  * Read what a SRV_SOURCE upstream sends through f (len bytes) while the
  * forwarder fails mid-transfer. Asserts the client ends with ECONNRESET:
@@ -194,7 +178,7 @@ static void io_error_resets(const char *engine, const char *spec)
 		pthread_join(snd.th, NULL);
 		close(fd);
 	}
-	echo_bulk(&g, 3, 1 * MiB);
+	fwd_echo_bulk(&g, 3, 1 * MiB);
 	fwd_stop(&g);
 	fwd_release(&g);
 	srv_stop(&echo);
@@ -218,7 +202,7 @@ Test(fault, splice_einval_buffer_path, .timeout = 60)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_fault_srv(&f, "splice", "splice:1+:EINVAL", &s);
-	echo_bulk(&f, 11, 16 * MiB);
+	fwd_echo_bulk(&f, 11, 16 * MiB);
 	stop_spliced(&f, &c2u, &sp);
 	cr_assert(c2u >= 16 * MiB && sp == 0, "c2u=%llu, %llu bytes spliced", c2u, sp);
 	fwd_release(&f);
@@ -237,8 +221,8 @@ Test(fault, no_pipes_buffer_path, .timeout = 60)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_fault_srv(&f, "splice", "pipe2:1+:EMFILE", &s);
-	echo_bulk(&f, 12, 16 * MiB);
-	echo_bulk(&f, 13, 1 * MiB);
+	fwd_echo_bulk(&f, 12, 16 * MiB);
+	fwd_echo_bulk(&f, 13, 1 * MiB);
 	stop_spliced(&f, &c2u, &sp);
 	cr_assert(c2u >= 17 * MiB && sp == 0, "c2u=%llu, %llu bytes spliced", c2u, sp);
 	fwd_release(&f);
@@ -257,7 +241,7 @@ static void accept_emfile(const char *engine)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_fault_srv(&f, engine, "accept4:1-3:EMFILE", &s);
-	echo_bulk(&f, 14, 1 * MiB);
+	fwd_echo_bulk(&f, 14, 1 * MiB);
 	cr_assert(fwd_log_count(&f, "out of file descriptors", NULL) >= 1,
 		  "no descriptor warning; stderr:\n%s", fwd_stderr_tail(&f));
 	fwd_stop(&f);
@@ -315,7 +299,7 @@ ENGINE_TEST(fault, upstream_socket_emfile, 60)
 	cr_assert(fwd_log_wait(&f, E2E_RESET_MS, "reset=limit", NULL),
 		  "the close line does not say limit; stderr:\n%s", fwd_stderr_tail(&f));
 	cr_assert_eq(atomic_load(&s.accepted), 0, "the upstream got a connection");
-	echo_bulk(&f, 15, 1 * MiB);
+	fwd_echo_bulk(&f, 15, 1 * MiB);
 	fwd_stop(&f);
 	fwd_release(&f);
 	srv_stop(&s);

@@ -16,27 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/*
- * Write len bytes of seed through forwarder f (to an echo server) while
- * reading the echo concurrently, then half-close; the echo must come back
- * whole and intact, then EOF.
- */
-static void echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
-{
-	struct sender snd;
-	uint64_t h, n;
-	int fd = tcp_connect(AF_INET, f->port);
-
-	sender_start(&snd, fd, seed, len, 1);
-	n = recv_to_eof(fd, &h, len);
-	sender_join(&snd);
-	cr_assert_eq(n, len, "echoed %llu of %llu bytes", (unsigned long long)n,
-		     (unsigned long long)len);
-	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
-		  (unsigned long long)len);
-	close(fd);
-}
-
 /* 32 MiB written while the echo is read concurrently comes back intact. */
 ENGINE_TEST(transfer, echo_32m, 120)
 {
@@ -45,7 +24,7 @@ ENGINE_TEST(transfer, echo_32m, 120)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	fwd_start_srv(&f, engine, &s);
-	echo_bulk(&f, 1, 32 * MiB);
+	fwd_echo_bulk(&f, 1, 32 * MiB);
 	fwd_stop(&f);
 	srv_stop(&s);
 }
@@ -68,7 +47,7 @@ ENGINE_TEST(transfer, spliced_share, 60)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	fwd_start_srv(&f, engine, &s);
-	echo_bulk(&f, 21, len);
+	fwd_echo_bulk(&f, 21, len);
 
 	fwd_signal_wait(&f, SIGTERM);
 	fwd_stderr(&f, err, sizeof(err));
