@@ -1166,9 +1166,16 @@ static void *srv_accept_main(void *arg)
 			}
 			break; /* EINVAL after srv_stop's shutdown */
 		}
+		/*
+		 * active before accepted: a waiter that sees accepted >= 1 and
+		 * active == 0 must be looking at a connection that ended, not
+		 * at one whose thread is not counted yet.
+		 */
+		atomic_fetch_add(&s->active, 1);
 		idx = atomic_fetch_add(&s->accepted, 1);
 		c = malloc(sizeof(*c));
 		if (c == NULL) {
+			atomic_fetch_sub(&s->active, 1);
 			atomic_fetch_add(&s->failures, 1);
 			close_rst(fd);
 			continue;
@@ -1179,7 +1186,6 @@ static void *srv_accept_main(void *arg)
 					.kind = s->kind,
 					.len = s->len,
 					.seed = s->seed };
-		atomic_fetch_add(&s->active, 1);
 		if (pthread_create(&th, &attr, srv_conn_main, c) != 0) {
 			atomic_fetch_sub(&s->active, 1);
 			atomic_fetch_add(&s->failures, 1);

@@ -174,6 +174,9 @@ static void io_error_resets(const char *engine, const char *spec)
 
 		sender_start(&snd, fd, 7, 64 * MiB, 1);
 		wait_upstream_reset(&echo);
+		cr_assert(fwd_log_wait(&g, E2E_RESET_MS, "reset=reset", NULL),
+			  "the echo connection ended without the fault; stderr:\n%s",
+			  fwd_stderr_tail(&g));
 		shutdown(fd, SHUT_RDWR);
 		pthread_join(snd.th, NULL);
 		close(fd);
