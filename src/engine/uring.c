@@ -36,6 +36,7 @@
 
 #include "sockfwd/conn.h"
 #include "sockfwd/engine.h"
+#include "sockfwd/fault.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
 #include "sockfwd/udp.h"
@@ -107,8 +108,11 @@ static uint64_t ud(void *x, enum ur_op op, int side)
 /* An SQE, submitting pending ones first when the queue is full; or NULL. */
 static struct io_uring_sqe *ur_sqe(struct ur_loop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe;
 
+	if (sf_fault_sqe != NULL && sf_fault_sqe() != 0)
+		return NULL;
+	sqe = io_uring_get_sqe(&l->ring);
 	if (sqe == NULL) {
 		io_uring_submit(&l->ring);
 		sqe = io_uring_get_sqe(&l->ring);
@@ -689,13 +693,51 @@ static void ur_on_cmd(struct ur_loop *l)
 		ur_arm_cmd(l);
 }
 
+/*
+ * Tests only (sockfwd/fault.h): whether the fault hook changes the result
+ * of cqe, an (op, side) completion; if so *fc is the completion to act on.
+ * A receive's buffer goes back to the ring first, as the kernel never
+ * hands one out with an error. The multishot flag is kept: the kernel's
+ * request is still armed, and the failed connection's close cancels it.
+ */
+static int ur_fault(struct ur_loop *l, enum ur_op op, int side, const struct io_uring_cqe *cqe,
+		    struct io_uring_cqe *fc)
+{
+	int kind, res;
+
+	if (op == UR_RECV)
+		kind = SF_FAULT_CQE_RECV;
+	else if (op == UR_SEND)
+		kind = SF_FAULT_CQE_SEND;
+	else if (op == UR_CONNECT && side == SF_UPSTREAM)
+		kind = SF_FAULT_CQE_CONNECT;
+	else
+		return 0;
+	res = sf_fault_cqe(kind, cqe->res);
+	if (res == cqe->res)
+		return 0;
+	fc->user_data = cqe->user_data;
+	fc->res = res;
+	fc->flags = cqe->flags;
+	if (res < 0 && (fc->flags & IORING_CQE_F_BUFFER)) {
+		sf_ubufs_drop(&l->bufs, (int)(fc->flags >> IORING_CQE_BUFFER_SHIFT));
+		fc->flags &= ~(uint32_t)IORING_CQE_F_BUFFER;
+		if (l->starved != NULL)
+			ur_wake_starved(l);
+	}
+	return 1;
+}
+
 static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 {
 	uint64_t data = io_uring_cqe_get_data64(cqe);
 	void *p = (void *)(uintptr_t)(data & ~(uint64_t)15);
 	struct ur_conn *x = p;
 	int side = (int)(data & 1);
+	struct io_uring_cqe fc;
 
+	if (sf_fault_cqe != NULL && ur_fault(l, (enum ur_op)((data >> 1) & 7), side, cqe, &fc))
+		cqe = &fc;
 	switch ((enum ur_op)((data >> 1) & 7)) {
 	case UR_ACCEPT:
 		if (side)

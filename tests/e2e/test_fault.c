@@ -192,6 +192,20 @@ Test(fault, recv_error_resets_epoll, .timeout = 60) { io_error_resets("epoll", "
 Test(fault, splice_error_resets, .timeout = 60) { io_error_resets("splice", "splice:40:EIO"); }
 Test(fault, send_error_resets_epoll, .timeout = 60) { io_error_resets("epoll", "send:40:EPIPE"); }
 
+#ifdef SF_HAVE_URING
+/*
+ * io_uring moves bytes without libc: the uring engine's own hooks
+ * (sockfwd/fault.h, defined by the shim) fail the 40th receive or send
+ * completion, or leave it without a submission queue entry.
+ */
+Test(fault, recv_error_resets_uring, .timeout = 60) { io_error_resets("uring", "cqe_recv:40:EIO"); }
+Test(fault, send_error_resets_uring, .timeout = 60)
+{
+	io_error_resets("uring", "cqe_send:40:EPIPE");
+}
+Test(fault, no_sqe_resets_uring, .timeout = 60) { io_error_resets("uring", "sqe:40:EBUSY"); }
+#endif
+
 /*
  * splice(2) refusing the socket (EINVAL: a socket type or file system
  * that cannot splice) moves each direction to the buffer path before a
@@ -255,6 +269,55 @@ static void accept_emfile(const char *engine)
 Test(fault, accept_emfile_naive, .timeout = 60) { accept_emfile("naive"); }
 Test(fault, accept_emfile_epoll, .timeout = 60) { accept_emfile("epoll"); }
 Test(fault, accept_emfile_splice, .timeout = 60) { accept_emfile("splice"); }
+
+#ifdef SF_HAVE_URING
+/*
+ * uring accepts with accept4 only on a rule with max_conns (readiness,
+ * then accept while slots last); multishot accept is the kernel's own.
+ */
+Test(fault, accept_emfile_uring_max_conns, .timeout = 60)
+{
+	struct srv s;
+	struct fwd f;
+	char remote[64];
+	const char *extra[] = { "-r", NULL, "--max-conns", "64", NULL };
+
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	extra[1] = srv_addr(&s, remote, sizeof(remote));
+	start_fault(&f, "uring", "accept4:1-3:EMFILE", extra);
+	fwd_echo_bulk(&f, 14, 1 * MiB);
+	cr_assert(fwd_log_count(&f, "out of file descriptors", NULL) >= 1,
+		  "no descriptor warning; stderr:\n%s", fwd_stderr_tail(&f));
+	fwd_stop(&f);
+	fwd_release(&f);
+	srv_stop(&s);
+}
+
+/*
+ * The upstream connect's completion says refused although the kernel
+ * connected: the engine closes that socket and goes on to the pool's next
+ * upstream, whose identity the client reads.
+ */
+Test(fault, connect_cqe_fails_over_uring, .timeout = 60)
+{
+	struct srv a, b;
+	struct fwd f;
+	char ra[64], rb[64];
+
+	srv_start_id(&a, AF_INET, 1);
+	srv_start_id(&b, AF_INET, 2);
+	const char *extra[] = { "-r",	     srv_addr(&a, ra, sizeof(ra)),
+				"-r",	     srv_addr(&b, rb, sizeof(rb)),
+				"--balance", "first",
+				NULL };
+	start_fault(&f, "uring", "cqe_connect:1:ECONNREFUSED", extra);
+	cr_assert_eq(id_query(AF_INET, NULL, f.port), 2, "not failed over to the second upstream");
+	fwd_stop(&f);
+	fwd_release(&f);
+	srv_stop(&a);
+	srv_stop(&b);
+}
+#endif
 
 /*
  * The first upstream connect fails at once (ENETUNREACH): the connection

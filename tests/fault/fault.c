@@ -13,8 +13,14 @@
  *
  * Calls libc makes internally (getaddrinfo's sockets, for instance) do not
  * go through the PLT and are neither counted nor failed. io_uring
- * operations do not go through libc at all: the uring engine is reached
- * only where it calls these (its upstream connect, accept fallbacks).
+ * operations do not go through libc at all: the uring engine asks the
+ * hooks of sockfwd/fault.h, defined here, so these are also CALLs:
+ *
+ *	sqe		getting a submission queue entry (ERRNO is not used:
+ *			the engine sees a queue that stays full)
+ *	cqe_connect	the upstream connect's completion
+ *	cqe_recv	a receive completion
+ *	cqe_send	a send completion
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -27,10 +33,24 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-enum { F_ACCEPT4, F_CONNECT, F_SOCKET, F_SPLICE, F_PIPE2, F_RECV, F_SEND, F_COUNT };
+#include "sockfwd/fault.h"
 
-static const char *const names[F_COUNT] = { "accept4", "connect", "socket", "splice",
-					    "pipe2",   "recv",	  "send" };
+enum {
+	F_ACCEPT4,
+	F_CONNECT,
+	F_SOCKET,
+	F_SPLICE,
+	F_PIPE2,
+	F_RECV,
+	F_SEND,
+	F_SQE,
+	F_CQE, /* F_CQE + enum sf_fault_cqe */
+	F_COUNT = F_CQE + 3
+};
+
+static const char *const names[F_COUNT] = { "accept4",	   "connect",  "socket",  "splice",
+					    "pipe2",	   "recv",     "send",	  "sqe",
+					    "cqe_connect", "cqe_recv", "cqe_send" };
 
 static const struct {
 	const char *name;
@@ -47,6 +67,8 @@ static const struct {
 	{ "ECONNREFUSED", ECONNREFUSED },
 	{ "ENETUNREACH", ENETUNREACH },
 	{ "EPERM", EPERM },
+	{ "EBUSY", EBUSY },
+	{ "ETIMEDOUT", ETIMEDOUT },
 };
 
 #define MAX_RULES 8
@@ -181,4 +203,13 @@ ssize_t recv(int fd, void *buf, size_t len, int flags)
 ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
 	FAIL_OR_CALL(F_SEND, send_fn, "send", fd, buf, len, flags);
+}
+
+int sf_fault_sqe(void) { return fault(F_SQE) != 0; }
+
+int sf_fault_cqe(int kind, int res)
+{
+	int e = kind >= 0 && kind < F_COUNT - F_CQE ? fault(F_CQE + kind) : 0;
+
+	return e != 0 ? -e : res;
 }
