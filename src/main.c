@@ -233,16 +233,16 @@ static void log_stats(const struct sf_worker_stats *t)
 		SF_KV_U("accepted", t->accepted),      SF_KV_U("closed", t->closed),
 		SF_KV_U("resets", t->resets),	       SF_KV_U("bytes_c2u", t->bytes[0]),
 		SF_KV_U("bytes_u2c", t->bytes[1]),     SF_KV_U("spliced_c2u", t->spliced[0]),
-		SF_KV_U("spliced_u2c", t->spliced[1]),
+		SF_KV_U("spliced_u2c", t->spliced[1]), SF_KV_U("pipe_fallbacks", t->pipe_fallbacks),
 	};
 
 	sf_log_event(SF_LOG_NORMAL, "stats", kv, sizeof(kv) / sizeof(kv[0]),
 		     "stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
-		     "spliced=%llu/%llu",
+		     "spliced=%llu/%llu pipe_fallbacks=%llu",
 		     (unsigned long long)t->accepted, (unsigned long long)t->closed,
 		     (unsigned long long)t->resets, (unsigned long long)t->bytes[0],
 		     (unsigned long long)t->bytes[1], (unsigned long long)t->spliced[0],
-		     (unsigned long long)t->spliced[1]);
+		     (unsigned long long)t->spliced[1], (unsigned long long)t->pipe_fallbacks);
 }
 
 /*
@@ -262,6 +262,7 @@ static void log_totals(const struct sf_worker *ws, unsigned n)
 		t.bytes[1] += SF_ATOMIC_GET(ws[i].stats.bytes[1]);
 		t.spliced[0] += SF_ATOMIC_GET(ws[i].stats.spliced[0]);
 		t.spliced[1] += SF_ATOMIC_GET(ws[i].stats.spliced[1]);
+		t.pipe_fallbacks += SF_ATOMIC_GET(ws[i].stats.pipe_fallbacks);
 	}
 	log_stats(&t);
 }

@@ -48,7 +48,8 @@ struct __attribute__((aligned(SF_CACHELINE))) sf_rule_ctr {
 	uint64_t spliced[2];	     /* the part of bytes[] that went through a pipe */
 	uint64_t dgrams[2];	     /* UDP datagrams forwarded, by direction */
 	uint64_t udp_drops[SF_UD_COUNT];
-	uint64_t udp_unreach; /* ICMP port unreachable from an upstream (ECONNREFUSED) */
+	uint64_t udp_unreach;	 /* ICMP port unreachable from an upstream (ECONNREFUSED) */
+	uint64_t pipe_fallbacks; /* splice: bursts moved through a buffer, no pipe to be had */
 };
 
 /* One worker's counters of one upstream of one rule. */
@@ -141,6 +142,7 @@ struct sf_rule_sum {
 	uint64_t dgrams[2];
 	uint64_t udp_drops[SF_UD_COUNT];
 	uint64_t udp_unreach;
+	uint64_t pipe_fallbacks;
 };
 
 void sf_stats_rule_sum(const struct sf_stats_rule *r, struct sf_rule_sum *s);

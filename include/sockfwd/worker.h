@@ -30,9 +30,10 @@ struct sf_worker_stats {
 	uint64_t active;
 	uint64_t closed;
 	uint64_t resets;
-	uint64_t bytes[2];   /* client->upstream, upstream->client */
-	uint64_t spliced[2]; /* the part of bytes[] moved by splice */
-	uint64_t stopped;    /* reset by a stop (reason stop) */
+	uint64_t bytes[2];	 /* client->upstream, upstream->client */
+	uint64_t spliced[2];	 /* the part of bytes[] moved by splice */
+	uint64_t stopped;	 /* reset by a stop (reason stop) */
+	uint64_t pipe_fallbacks; /* splice: bursts moved through a buffer, no pipe to be had */
 };
 
 enum { SF_WCMD_STOP = 1u << 0, SF_WCMD_GEN = 1u << 1, SF_WCMD_DRAIN = 1u << 2 };

@@ -323,6 +323,15 @@ static void write_rules(struct sf_expo *x, const struct mx_view *v)
 			sf_expo_u64(x, "sockfwd_spliced_bytes_total", l,
 				    v->rules[i].sum.spliced[k]);
 		}
+	sf_expo_family(
+		x, "sockfwd_pipe_fallbacks_total", "counter",
+		"Bursts the splice engine moved through a userspace buffer because no pipe "
+		"could be had (its pipe cap, descriptors, fs.pipe-user-pages-soft), per rule.");
+	for (i = 0; i < v->n; i++) {
+		const char *l[] = { "rule", v->rules[i].e->name, NULL };
+
+		sf_expo_u64(x, "sockfwd_pipe_fallbacks_total", l, v->rules[i].sum.pipe_fallbacks);
+	}
 }
 
 /* The UDP families, for the rules that are (or were) UDP. */

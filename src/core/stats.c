@@ -135,6 +135,7 @@ void sf_stats_rule_sum(const struct sf_stats_rule *r, struct sf_rule_sum *s)
 		for (k = 0; k < SF_UD_COUNT; k++)
 			s->udp_drops[k] += sf_ctr_get(&b->udp_drops[k]);
 		s->udp_unreach += sf_ctr_get(&b->udp_unreach);
+		s->pipe_fallbacks += sf_ctr_get(&b->pipe_fallbacks);
 	}
 }
 

@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "sockfwd/log.h"
@@ -19,6 +21,7 @@ void sf_pipepool_init(struct sf_pipepool *pp, size_t size, unsigned max_idle, un
 	pp->nlive = 0;
 	pp->max_live = max_live;
 	pp->size_warned = 0;
+	pp->short_warned = 0;
 }
 
 static void pipe_close(struct sf_pipe *p)
@@ -40,9 +43,13 @@ void sf_pipepool_destroy(struct sf_pipepool *pp)
 }
 
 /*
- * Create a pipe of pp->size. Past the per-user pipe-user-pages-soft limit
- * the kernel refuses F_SETPIPE_SZ (EPERM) and hands out small pipes;
- * those still work, so keep what was granted and warn once.
+ * Create a pipe of pp->size. F_SETPIPE_SZ fails (EPERM) in two cases.
+ * Beyond fs.pipe-max-size (unprivileged) the pipe keeps the kernel's
+ * default size: it still works, so keep it and warn once. Past the
+ * user's fs.pipe-user-pages-soft (other processes of the user may hold
+ * pipes too) the kernel hands out pipes of two pages: splice through one
+ * costs three calls per 8 KiB, more than a buffer copy, so close it and
+ * fail with ENOSPC; the caller uses its buffer path.
  */
 static struct sf_pipe *pipe_new(struct sf_pipepool *pp)
 {
@@ -63,11 +70,22 @@ static struct sf_pipe *pipe_new(struct sf_pipepool *pp)
 	}
 	p->rfd = fds[0];
 	p->wfd = fds[1];
-	if (fcntl(p->wfd, F_SETPIPE_SZ, (int)pp->size) < 0 && !pp->size_warned) {
-		pp->size_warned = 1;
-		sf_log_warn("cannot set pipe size to %zu bytes (fs.pipe-max-size or "
-			    "fs.pipe-user-pages-soft); using smaller pipes",
-			    pp->size);
+	if (fcntl(p->wfd, F_SETPIPE_SZ, (int)pp->size) < 0) {
+		long page = sysconf(_SC_PAGESIZE);
+		size_t def = SF_PIPE_DEF_PAGES * (size_t)(page > 0 ? page : 4096);
+
+		cap = fcntl(p->wfd, F_GETPIPE_SZ);
+		if (cap < 0 || (size_t)cap < (pp->size < def ? pp->size : def)) {
+			pipe_close(p);
+			errno = ENOSPC;
+			return NULL;
+		}
+		if (!pp->size_warned) {
+			pp->size_warned = 1;
+			sf_log_warnx("cannot set pipe size to %zu bytes (fs.pipe-max-size); "
+				     "using %d-byte pipes",
+				     pp->size, cap);
+		}
 	}
 	cap = fcntl(p->wfd, F_GETPIPE_SZ);
 	p->cap = cap > 0 ? (uint32_t)cap : 4096;
@@ -111,4 +129,70 @@ void sf_pipepool_discard(struct sf_pipepool *pp, struct sf_pipe *p)
 {
 	pp->nlive--;
 	pipe_close(p);
+}
+
+void sf_pipe_limits_read(struct sf_pipe_limits *lim)
+{
+	struct rlimit rl;
+	unsigned long long v = 0;
+	long page = sysconf(_SC_PAGESIZE);
+	FILE *f;
+
+	lim->nofile = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		lim->nofile = rl.rlim_cur;
+	lim->soft_pages = 0;
+	if ((f = fopen("/proc/sys/fs/pipe-user-pages-soft", "re")) != NULL) {
+		if (fscanf(f, "%llu", &v) == 1)
+			lim->soft_pages = v;
+		fclose(f);
+	}
+	lim->page_size = page > 0 ? (size_t)page : 4096;
+}
+
+/* Pages the kernel charges for a pipe of size: rounded up to a power of two. */
+static uint64_t pipe_pages(size_t size, size_t page_size)
+{
+	uint64_t n = (size + page_size - 1) / page_size, p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+/*
+ * The live-pipe cap of one worker, the least of two bounds shared by
+ * every worker of the process:
+ *
+ * - Descriptors: F = RLIMIT_NOFILE. A connection holds two sockets and a
+ *   pipe two descriptors. As HAProxy's default maxpipes (maxconn / 4),
+ *   allow one pipe for every four connections the limit could hold:
+ *   2C + 2P = F with P = C / 4 gives P = F / 10. Pipes then never take
+ *   more than a fifth of the descriptors, and accept is not the one to
+ *   run out.
+ * - Pipe memory: S = fs.pipe-user-pages-soft (0: no limit) is what the
+ *   user may hold in pipe pages before the kernel shrinks new pipes to
+ *   two pages. A pipe of pipe_size is charged its size in pages rounded
+ *   up to a power of two, and at least the 16 pages every pipe starts
+ *   with: P = S / max(pages, 16). The bound holds for root too, which the
+ *   kernel exempts: the sysctl is the operator's budget for pipe memory
+ *   (64 MiB by default, 256 pipes of 256 KiB).
+ *
+ * The least of the two is split evenly between the workers.
+ */
+unsigned sf_pipepool_cap(const struct sf_pipe_limits *lim, size_t pipe_size, unsigned nworkers)
+{
+	uint64_t total = UINT64_MAX, pages;
+
+	if (lim->nofile > 0)
+		total = lim->nofile / 10;
+	if (lim->soft_pages > 0) {
+		pages = pipe_pages(pipe_size, lim->page_size ? lim->page_size : 4096);
+		if (pages < SF_PIPE_DEF_PAGES)
+			pages = SF_PIPE_DEF_PAGES;
+		if (lim->soft_pages / pages < total)
+			total = lim->soft_pages / pages;
+	}
+	total /= nworkers ? nworkers : 1;
+	return total > SF_PIPE_LIVE_MAX ? SF_PIPE_LIVE_MAX : (unsigned)total;
 }

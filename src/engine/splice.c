@@ -13,7 +13,10 @@
  * - splice returns 0 at the source's FIN; never call it with length 0.
  * - EINVAL means splice is refused for these descriptors: that direction
  *   falls back to a userspace buffer for good. When no pipe can be had
- *   (descriptors or the pool exhausted) it uses a buffer until drained.
+ *   (the worker's pipe cap reached, descriptors out, or the user past
+ *   fs.pipe-user-pages-soft) it uses a buffer until drained, and that is
+ *   counted (pipe_fallbacks= at exit, sockfwd_pipe_fallbacks_total).
+ *   The cap is derived at start from the limits (sf_pipepool_cap).
  *
  * Small messages go through a buffer, as HAProxy's splice-auto does: for
  * 64 bytes, recv+send is two calls where splice needs three (in, out, and
@@ -31,17 +34,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "event/reactor.h"
 #include "sockfwd/engine.h"
+#include "sockfwd/log.h"
 #include "sockfwd/pipepool.h"
 #include "sockfwd/worker.h"
 
 /* SP_STREAK splice bursts in a row moving less than SP_SMALL: back to a buffer. */
 #define SP_SMALL  4096u
 #define SP_STREAK 4
-#define PIPE_IDLE 32   /* free pipes kept per worker */
-#define PIPE_LIVE 8192 /* pipes lent at most per worker, then buffers */
+#define PIPE_IDLE 32 /* free pipes kept per worker (at most its pipe cap) */
 
 enum sp_mode {
 	SP_BUF_SMALL = 0, /* small messages: a buffer until a read fills it (the start) */
@@ -75,6 +79,35 @@ static void sp_release_pipe(struct rx_loop *l, struct sp_dir *sd)
 		sf_pipepool_put(sp_pipes(l), sd->pipe);
 	sd->pipe = NULL;
 	sd->inpipe = 0;
+}
+
+/*
+ * No pipe for a burst of direction d of x (errno from sf_pipepool_get):
+ * count it in the rule's and the worker's counters, and tell the
+ * operator once per worker why, since the cap or a limit may want raising.
+ */
+static void sp_no_pipe(struct rx_loop *l, struct rx_conn *x, int err)
+{
+	struct sf_pipepool *pp = sp_pipes(l);
+	int sh = l->w->ctr_shared;
+
+	sf_ctr_add(&x->c.ctr->pipe_fallbacks, 1, sh);
+	sf_ctr_add(&l->w->stats.pipe_fallbacks, 1, sh);
+	if (pp->short_warned)
+		return;
+	pp->short_warned = 1;
+	if (err == ENOBUFS)
+		sf_log_warnx("worker %u: all %u pipes of its cap are lent; more bulk directions "
+			     "copy through buffers (see docs/operations.md, Limits)",
+			     l->w->id, pp->max_live);
+	else if (err == ENOSPC)
+		sf_log_warnx("worker %u: the kernel only grants shrunk pipes "
+			     "(fs.pipe-user-pages-soft reached); directions copy through buffers",
+			     l->w->id);
+	else
+		sf_log_warnx("worker %u: cannot create a pipe (%s); directions copy through "
+			     "buffers",
+			     l->w->id, strerror(err));
 }
 
 /* splice without EINTR, as a byte count or -errno. */
@@ -135,6 +168,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		    (dir->pipe == NULL || dir->inpipe < dir->pipe->cap)) {
 			if (dir->pipe == NULL &&
 			    (dir->pipe = sf_pipepool_get(sp_pipes(l))) == NULL) {
+				sp_no_pipe(l, x, errno);
 				dir->mode = SP_BUF_BURST;
 				return sp_pump(l, x, d);
 			}
@@ -210,13 +244,28 @@ static void sp_release(struct rx_loop *l, struct rx_conn *x, int d)
 	sp_release_pipe(l, sp_dir(l, x, d));
 }
 
+/*
+ * The worker's pipe pool, its cap derived from the limits as they are
+ * at start (sf_pipepool_cap): the pipe size and the worker count are
+ * fixed until a restart, and sockfwd raised RLIMIT_NOFILE before.
+ */
 static int sp_init(struct rx_loop *l)
 {
 	struct sf_pipepool *pp = malloc(sizeof(*pp));
+	struct sf_pipe_limits lim;
+	unsigned cap;
 
 	if (pp == NULL)
 		return -ENOMEM;
-	sf_pipepool_init(pp, l->w->pipe_size, PIPE_IDLE, PIPE_LIVE);
+	sf_pipe_limits_read(&lim);
+	cap = sf_pipepool_cap(&lim, l->w->pipe_size, l->w->gen->nworkers);
+	sf_pipepool_init(pp, l->w->pipe_size, cap < PIPE_IDLE ? cap : PIPE_IDLE, cap);
+	if (l->w->id == 0)
+		sf_log_verbose("splice: at most %u pipes of %zu bytes per worker "
+			       "(RLIMIT_NOFILE %llu, fs.pipe-user-pages-soft %llu, %u worker%s)",
+			       cap, l->w->pipe_size, (unsigned long long)lim.nofile,
+			       (unsigned long long)lim.soft_pages, l->w->gen->nworkers,
+			       l->w->gen->nworkers == 1 ? "" : "s");
 	l->priv = pp;
 	return 0;
 }

@@ -76,8 +76,12 @@ static void start_fault_srv(struct fwd *f, const char *engine, const char *spec,
 	start_fault(f, engine, spec, extra);
 }
 
-/* The exit stats line's spliced byte counts, after SIGTERM and exit 0. */
-static void stop_spliced(struct fwd *f, unsigned long long *c2u, unsigned long long *sp)
+/*
+ * The exit stats line's spliced byte counts and pipe fallbacks, after
+ * SIGTERM and exit 0.
+ */
+static void stop_spliced(struct fwd *f, unsigned long long *c2u, unsigned long long *sp,
+			 unsigned long long *fallbacks)
 {
 	static char err[1 << 16];
 	unsigned long long u2c, sp_u2c;
@@ -91,8 +95,8 @@ static void stop_spliced(struct fwd *f, unsigned long long *c2u, unsigned long l
 	cr_assert(line != NULL &&
 			  sscanf(line,
 				 "stats: accepted=%*u closed=%*u resets=%*u c2u=%llu u2c=%llu "
-				 "spliced=%llu/%llu",
-				 c2u, &u2c, sp, &sp_u2c) == 4,
+				 "spliced=%llu/%llu pipe_fallbacks=%llu",
+				 c2u, &u2c, sp, &sp_u2c, fallbacks) == 5,
 		  "no stats line at exit; stderr:\n%s", err);
 	*sp += sp_u2c;
 }
@@ -213,15 +217,17 @@ Test(fault, no_sqe_resets_uring, .timeout = 60) { io_error_resets("uring", "sqe:
  */
 Test(fault, splice_einval_buffer_path, .timeout = 60)
 {
-	unsigned long long c2u, sp;
+	unsigned long long c2u, sp, fb;
 	struct srv s;
 	struct fwd f;
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_fault_srv(&f, "splice", "splice:1+:EINVAL", &s);
 	fwd_echo_bulk(&f, 11, 16 * MiB);
-	stop_spliced(&f, &c2u, &sp);
+	stop_spliced(&f, &c2u, &sp, &fb);
 	cr_assert(c2u >= 16 * MiB && sp == 0, "c2u=%llu, %llu bytes spliced", c2u, sp);
+	/* A pipe was had each time, splice refused it: no fallback for want of pipes. */
+	cr_assert_eq(fb, 0, "%llu pipe fallbacks", fb);
 	fwd_release(&f);
 	srv_stop(&s);
 }
@@ -232,7 +238,7 @@ Test(fault, splice_einval_buffer_path, .timeout = 60)
  */
 Test(fault, no_pipes_buffer_path, .timeout = 60)
 {
-	unsigned long long c2u, sp;
+	unsigned long long c2u, sp, fb;
 	struct srv s;
 	struct fwd f;
 
@@ -240,8 +246,12 @@ Test(fault, no_pipes_buffer_path, .timeout = 60)
 	start_fault_srv(&f, "splice", "pipe2:1+:EMFILE", &s);
 	fwd_echo_bulk(&f, 12, 16 * MiB);
 	fwd_echo_bulk(&f, 13, 1 * MiB);
-	stop_spliced(&f, &c2u, &sp);
+	stop_spliced(&f, &c2u, &sp, &fb);
 	cr_assert(c2u >= 17 * MiB && sp == 0, "c2u=%llu, %llu bytes spliced", c2u, sp);
+	/* Counted: at least once per connection and direction that went bulk. */
+	cr_assert(fb >= 2, "%llu pipe fallbacks", fb);
+	cr_assert(fwd_log_count(&f, "cannot create a pipe", NULL) == 1,
+		  "no single warning for the missing pipes; stderr:\n%s", fwd_stderr_tail(&f));
 	fwd_release(&f);
 	srv_stop(&s);
 }

@@ -9,6 +9,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -317,6 +318,8 @@ ENGINE_TEST(metrics, transfer_counts, 120)
 	else
 		cr_assert(sp[0] == 0 && sp[1] == 0, "%s spliced %lld/%lld bytes", engine, sp[0],
 			  sp[1]);
+	/* Two connections are far below any engine's pipe cap. */
+	expect_metric(r.body, series1(s, sizeof(s), "sockfwd_pipe_fallbacks_total", "default"), 0);
 	snprintf(up, sizeof(up), "{rule=\"default\",upstream=\"%s\"}", remote);
 	snprintf(s, sizeof(s), "sockfwd_upstream_connect_attempts_total%s", up);
 	expect_metric(r.body, s, 2);
@@ -338,6 +341,7 @@ ENGINE_TEST(metrics, transfer_counts, 120)
 	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "exit: %s",
 		  fwd_status_str(&f));
 	cr_assert_eq(stats_field(&f, "accepted"), 2);
+	cr_assert_eq(stats_field(&f, "pipe_fallbacks"), 0);
 	cr_assert_eq(stats_field(&f, "c2u"),
 		     metric(r.body, series2(s, sizeof(s), "sockfwd_bytes_total", "default",
 					    "direction", C2U)));
@@ -352,6 +356,170 @@ ENGINE_TEST(metrics, transfer_counts, 120)
 		cr_assert(strstr(line, want) != NULL, "stats line %s, metrics say %s", line, want);
 	}
 	http_free(&r);
+	fwd_release(&f);
+	srv_stop(&srv);
+}
+
+/* Descriptors of process pid whose link begins with kind ("socket:", "pipe:"). */
+static int proc_fds_of(pid_t pid, const char *kind)
+{
+	char dir[64], path[320], link[128];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	sys_assert(dp != NULL, "opendir %s", dir);
+	while ((d = readdir(dp)) != NULL) {
+		ssize_t len;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue; /* closed meanwhile */
+		link[len] = '\0';
+		if (strncmp(link, kind, strlen(kind)) == 0)
+			n++;
+	}
+	closedir(dp);
+	return n;
+}
+
+/*
+ * A client of 127.0.0.1:port whose receive buffer is a few KiB, so that
+ * what the forwarder sends it piles up in the forwarder.
+ */
+static int connect_small_rcvbuf(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = E2E_HANG_MS / 1000 };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), v = 4096;
+
+	sys_assert(fd >= 0, "socket");
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sys_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v)) == 0, "SO_RCVBUF");
+	sys_assert(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0, "SO_RCVTIMEO");
+	sys_assert(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "connect to port %d", port);
+	return fd;
+}
+
+/* sf_pipepool_cap for one worker, 256 KiB pipes and 4 KiB pages, from this machine's sysctl. */
+static int expected_pipe_cap(long nofile)
+{
+	FILE *fp = fopen("/proc/sys/fs/pipe-user-pages-soft", "r");
+	long soft = 0, cap = nofile / 10;
+
+	if (fp != NULL) {
+		if (fscanf(fp, "%ld", &soft) != 1)
+			soft = 0;
+		fclose(fp);
+	}
+	if (soft > 0 && soft / 64 < cap)
+		cap = soft / 64;
+	return (int)cap;
+}
+
+#define CAP_NOFILE 96
+#define CAP_CONNS  16
+#define CAP_LEN	   (8 * MiB)
+#define CAP_MS	   20000
+
+/*
+ * The splice engine's pipe cap follows RLIMIT_NOFILE: with 96 descriptors
+ * and one worker it may lend 96 / 10 = 9 pipes (fs.pipe-user-pages-soft
+ * allows more). 16 clients that read nothing at first each get 8 MiB
+ * from the upstream: each connection's upstream-to-client direction
+ * stops with bytes in flight and keeps what holds them, a pipe while
+ * there is one. The forwarder never has more than 9 pipes open, the
+ * directions beyond them go through buffers and are counted
+ * (sockfwd_pipe_fallbacks_total, pipe_fallbacks= at exit, equal); then
+ * every client reads its 8 MiB intact, and the sockets go back to the
+ * baseline with at most the 9 pooled pipes left.
+ */
+Test(metrics, splice_pipe_cap_fallbacks, .timeout = 180)
+{
+	struct fwd_opts o = {
+		.engine = "splice", .threads = 1, .no_probe = 1, .nofile = CAP_NOFILE
+	};
+	char maddr[64], remote[64], s[256], want[64];
+	int fds[CAP_CONNS], mport, cap, sock0, fd0, pipes = 0, i;
+	long long fb = 0, spliced;
+	uint64_t deadline, h, n, rb = 1 << 20;
+	struct http_resp r;
+	struct srv srv;
+	struct fwd f;
+
+	srv_start(&srv, AF_INET, SRV_SOURCE, CAP_LEN, 77);
+	mport = metrics_port(maddr, sizeof(maddr));
+	o.remote = srv_addr(&srv, remote, sizeof(remote));
+	o.extra[0] = "--metrics";
+	o.extra[1] = maddr;
+	o.extra[2] = "-v";
+	fwd_start(&f, &o);
+	cap = expected_pipe_cap(CAP_NOFILE);
+	cr_assert(cap > 0 && cap < CAP_CONNS, "cap %d: the test needs 0 < cap < %d", cap,
+		  CAP_CONNS);
+	snprintf(want, sizeof(want), "splice: at most %d pipes of", cap);
+	cr_assert(fwd_log_wait(&f, E2E_READY_MS, want, NULL), "no \"%s\" line; stderr:\n%s", want,
+		  fwd_stderr_tail(&f));
+	sock0 = proc_fds_of(f.pid, "socket:");
+	fd0 = proc_fd_count(f.pid);
+	cr_assert_eq(proc_fds_of(f.pid, "pipe:"), 0, "pipes open before any transfer");
+
+	for (i = 0; i < CAP_CONNS; i++)
+		fds[i] = connect_small_rcvbuf(f.port);
+	/* Every pipe lent, and directions beyond them on buffers. */
+	deadline = now_ms() + CAP_MS;
+	for (i = 0; i < 100000; i++) {
+		pipes = proc_fds_of(f.pid, "pipe:");
+		cr_assert(pipes <= 2 * cap, "%d pipe descriptors open, cap %d pipes", pipes, cap);
+		scrape(mport, &r);
+		fb = metric(r.body,
+			    series1(s, sizeof(s), "sockfwd_pipe_fallbacks_total", "default"));
+		http_free(&r);
+		if ((fb > 0 && pipes == 2 * cap) || now_ms() >= deadline)
+			break;
+		sleep_ms(20);
+	}
+	cr_assert(fb > 0 && pipes == 2 * cap,
+		  "%lld fallbacks, %d pipe descriptors (cap %d pipes) with %d stalled clients%s",
+		  fb, pipes, cap, CAP_CONNS, fwd_note());
+	for (i = 0; i < CAP_CONNS; i++) {
+		setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rb, sizeof(rb));
+		n = recv_to_eof(fds[i], &h, CAP_LEN);
+		cr_assert(n == CAP_LEN && h == gen_hash(77, CAP_LEN),
+			  "client %d: %llu bytes of %llu, hash %s", i, (unsigned long long)n,
+			  (unsigned long long)CAP_LEN,
+			  h == gen_hash(77, CAP_LEN) ? "ok" : "differs");
+		close(fds[i]);
+		pipes = proc_fds_of(f.pid, "pipe:");
+		cr_assert(pipes <= 2 * cap, "%d pipe descriptors open, cap %d pipes", pipes, cap);
+	}
+	wait_metric(mport, series1(s, sizeof(s), "sockfwd_connections_active", "default"), 0);
+	/* Back to the baseline: the sockets exactly, pipes at most those pooled. */
+	deadline = now_ms() + CAP_MS;
+	for (i = 0; i < 100000 && proc_fds_of(f.pid, "socket:") != sock0 && now_ms() < deadline;
+	     i++)
+		sleep_ms(20);
+	cr_assert_eq(proc_fds_of(f.pid, "socket:"), sock0, "sockets left open%s", fwd_note());
+	pipes = proc_fds_of(f.pid, "pipe:");
+	cr_assert(pipes <= 2 * cap && pipes % 2 == 0, "%d pipe descriptors left", pipes);
+	cr_assert_eq(proc_fd_count(f.pid), fd0 + pipes, "descriptors other than pipes left");
+	scrape(mport, &r);
+	fb = metric(r.body, series1(s, sizeof(s), "sockfwd_pipe_fallbacks_total", "default"));
+	spliced = metric(r.body, series2(s, sizeof(s), "sockfwd_spliced_bytes_total", "default",
+					 "direction", U2C));
+	http_free(&r);
+	cr_assert(fb > 0 && spliced > 0, "%lld fallbacks, %lld bytes spliced", fb, spliced);
+
+	fwd_signal_wait(&f, SIGTERM);
+	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "exit: %s",
+		  fwd_status_str(&f));
+	cr_assert_eq(stats_field(&f, "u2c"), (long long)(CAP_CONNS * CAP_LEN));
+	cr_assert_eq(stats_field(&f, "pipe_fallbacks"), fb, "stats line and metric differ");
 	fwd_release(&f);
 	srv_stop(&srv);
 }

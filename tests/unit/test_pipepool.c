@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -223,5 +224,100 @@ Test(pipepool, distinct_pipes_while_lent)
 	cr_assert(a->rfd != b->rfd && a->rfd != b->wfd && a->wfd != b->rfd && a->wfd != b->wfd);
 	sf_pipepool_put(&pp, a);
 	sf_pipepool_put(&pp, b);
+	sf_pipepool_destroy(&pp);
+}
+
+/* sf_pipepool_cap with 4 KiB pages. */
+static unsigned cap_of(uint64_t nofile, uint64_t soft, size_t size, unsigned workers)
+{
+	struct sf_pipe_limits lim = { .nofile = nofile, .soft_pages = soft, .page_size = 4096 };
+
+	return sf_pipepool_cap(&lim, size, workers);
+}
+
+/*
+ * The cap is the least of RLIMIT_NOFILE / 10 and pipe-user-pages-soft
+ * over the pages one pipe is charged (its size in pages rounded up to a
+ * power of two, at least 16), split between the workers.
+ */
+Test(pipepool, cap_descriptors_bound)
+{
+	/* 96 / 10 = 9, while 16384 pages allow 256 pipes of 256 KiB. */
+	cr_assert_eq(cap_of(96, 16384, 256 * 1024, 1), 9);
+	/* A fifth of the descriptors, two per pipe: 2C + 2(C/4) = F. */
+	cr_assert_eq(cap_of(20000, 0, 256 * 1024, 1), 2000);
+	cr_assert_eq(cap_of(20000, 0, 256 * 1024, 2), 1000);
+	cr_assert_eq(cap_of(1048576, 0, 256 * 1024, 32), 3276);
+	cr_assert_eq(cap_of(9, 16384, 65536, 1), 0, "fewer than 10 descriptors: no pipe");
+}
+
+Test(pipepool, cap_pipe_pages_bound)
+{
+	/* 16384 pages (64 MiB) / 64 pages = 256 pipes of 256 KiB, shared by the workers. */
+	cr_assert_eq(cap_of(20000, 16384, 256 * 1024, 1), 256);
+	cr_assert_eq(cap_of(20000, 16384, 256 * 1024, 2), 128);
+	cr_assert_eq(cap_of(20000, 16384, 256 * 1024, 3), 85);
+	/* 1 MiB pipes: 256 pages each. */
+	cr_assert_eq(cap_of(1048576, 16384, 1024 * 1024, 1), 64);
+	/* 300 KiB is 75 pages, charged as 128. */
+	cr_assert_eq(cap_of(1048576, 16384, 300 * 1024, 1), 128);
+	/* A 4 KiB pipe is created with 16 pages before it shrinks: charged 16. */
+	cr_assert_eq(cap_of(1048576, 16384, 4096, 1), 1024);
+	/* 64 KiB pages: a 256 KiB pipe is 4 pages, still charged the 16 it starts with. */
+	{
+		struct sf_pipe_limits lim = { .nofile = 1048576,
+					      .soft_pages = 16384,
+					      .page_size = 65536 };
+
+		cr_assert_eq(sf_pipepool_cap(&lim, 256 * 1024, 1), 1024);
+	}
+}
+
+Test(pipepool, cap_unlimited_and_workers)
+{
+	/* Neither limit (RLIM_INFINITY, pipe-user-pages-soft 0): the ceiling. */
+	cr_assert_eq(cap_of(0, 0, 256 * 1024, 1), SF_PIPE_LIVE_MAX);
+	cr_assert_eq(cap_of(0, 16384, 256 * 1024, 4), 64);
+	/* More workers than pipes allowed: none each (buffers only), never more than the total. */
+	cr_assert_eq(cap_of(96, 16384, 256 * 1024, 16), 0);
+	/* 0 workers is taken as one. */
+	cr_assert_eq(cap_of(96, 16384, 256 * 1024, 0), 9);
+}
+
+Test(pipepool, limits_read_this_process)
+{
+	struct sf_pipe_limits lim;
+	struct rlimit rl;
+	unsigned long long soft = 0;
+	FILE *f = fopen("/proc/sys/fs/pipe-user-pages-soft", "r");
+
+	if (f != NULL) {
+		if (fscanf(f, "%llu", &soft) != 1)
+			soft = 0;
+		fclose(f);
+	}
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	sf_pipe_limits_read(&lim);
+	cr_assert_eq(lim.nofile, rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur);
+	cr_assert_eq(lim.soft_pages, soft);
+	cr_assert_eq(lim.page_size, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+/* A cap of 0 lends nothing and opens nothing. */
+Test(pipepool, cap_zero_lends_none)
+{
+	struct sf_pipepool pp;
+	int before = -1, after = -1;
+
+	before = dup(0);
+	close(before);
+	sf_pipepool_init(&pp, 65536, 0, 0);
+	errno = 0;
+	cr_assert_null(sf_pipepool_get(&pp));
+	cr_assert_eq(errno, ENOBUFS);
+	cr_assert_eq(pp.nlive, 0);
+	after = dup(0);
+	close(after);
+	cr_assert_eq(before, after, "a descriptor was opened");
 	sf_pipepool_destroy(&pp);
 }
