@@ -12,10 +12,12 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +206,134 @@ static void drop_and_forward(const char *engine, const char *spec, const struct 
 	/* Threads started while serving (naive's, io_uring's) carry the ids too. */
 	check_threads(f.pid, w);
 	fwd_stop(&f);
+	fwd_release(&f);
+	srv_stop(&s);
+}
+
+/* Pipe descriptors process pid holds. */
+static int pipes_open(pid_t pid)
+{
+	char dir[64], path[320], link[64];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	sys_assert(dp != NULL, "opendir %s", dir);
+	while ((d = readdir(dp)) != NULL) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len > 0 && d->d_name[0] != '.') {
+			link[len] = '\0';
+			n += strncmp(link, "pipe:", 5) == 0;
+		}
+	}
+	closedir(dp);
+	return n;
+}
+
+/*
+ * A child running as pw that holds pipes until the user is past
+ * fs.pipe-user-pages-soft, so that the kernel grants that user's next
+ * pipes two pages only. Returns the child's pid and, in *ready, 1 once
+ * it holds them, 0 when the user's pipes do not shrink (no soft limit);
+ * the child exits when *hold (its end of a pipe) is closed.
+ */
+static pid_t hog_pipe_pages(const struct passwd *pw, int *hold, int *ready)
+{
+	int sync[2], stay[2];
+	char c = 0;
+	pid_t pid;
+
+	sys_assert(pipe2(sync, O_CLOEXEC) == 0 && pipe2(stay, O_CLOEXEC) == 0, "pipe2");
+	pid = fork();
+	sys_assert(pid >= 0, "fork");
+	if (pid == 0) {
+		char ok = 0;
+		int fds[2] = { -1, -1 }, i;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(sync[0]);
+		close(stay[1]);
+		if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+			_exit(1);
+		/* 1 MiB pipes (256 pages each) until the kernel refuses to grow one. */
+		for (i = 0; i < 4096; i++) {
+			if (pipe2(fds, O_CLOEXEC) < 0)
+				break;
+			if (fcntl(fds[1], F_SETPIPE_SZ, 1 << 20) < 0)
+				break;
+		}
+		/* One more, to check that it comes out shrunk. */
+		if (pipe2(fds, O_CLOEXEC) == 0 && fcntl(fds[1], F_GETPIPE_SZ) < 65536)
+			ok = 1;
+		if (write(sync[1], &ok, 1) != 1)
+			_exit(1);
+		while (read(stay[0], &c, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(sync[1]);
+	close(stay[0]);
+	*ready = read(sync[0], &c, 1) == 1 ? c : -1;
+	close(sync[0]);
+	*hold = stay[1];
+	return pid;
+}
+
+/*
+ * The user sockfwd runs as is past fs.pipe-user-pages-soft (another of
+ * its processes holds the pipes): the kernel grants the splice engine
+ * only pipes of two pages, which it closes and moves every burst
+ * through a buffer instead, counted (pipe_fallbacks=) and warned about
+ * once; every byte comes back, no pipe stays open. A user of its own
+ * ("games", which nothing else here runs as) keeps the hog from
+ * shrinking other tests' pipes.
+ */
+Test(priv, shrunk_pipes_buffer_path, .timeout = 60)
+{
+	struct fwd_opts o = { .engine = "splice", .threads = 1 };
+	const struct passwd *pw;
+	char upstream[64], line[1024];
+	const char *p;
+	struct srv s;
+	struct fwd f;
+	int hold, ready, st;
+	pid_t hog;
+
+	NEED_ROOT();
+	pw = getpwnam("games");
+	if (pw == NULL)
+		cr_skip_test("no user games on this system");
+	hog = hog_pipe_pages(pw, &hold, &ready);
+	if (ready == 0) {
+		close(hold);
+		waitpid(hog, &st, 0);
+		cr_skip_test("fs.pipe-user-pages-soft is 0: pipes never shrink");
+	}
+	cr_assert_eq(ready, 1, "the pipe hog failed");
+	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
+	o.remote = srv_addr(&s, upstream, sizeof(upstream));
+	o.extra[0] = "--user";
+	o.extra[1] = "games";
+	fwd_start(&f, &o);
+	echo_bulk(f.port, 43, XFER_LEN);
+	echo_bulk(f.port, 44, 1 * MiB);
+	cr_assert_eq(pipes_open(f.pid), 0, "shrunk pipes kept open");
+	fwd_signal_wait(&f, SIGTERM);
+	close(hold);
+	waitpid(hog, &st, 0);
+	cr_assert(WIFEXITED(f.status) && WEXITSTATUS(f.status) == 0, "exit: %s",
+		  fwd_status_str(&f));
+	cr_assert_eq(fwd_log_count(&f, "shrunk pipes", NULL), 1,
+		     "no single warning about shrunk pipes; stderr:\n%s", fwd_stderr_tail(&f));
+	fwd_log_line(&f, "stats:", NULL, line, sizeof(line));
+	cr_assert(strstr(line, " spliced=0/0 ") != NULL, "spliced through shrunk pipes: %s", line);
+	p = strstr(line, " pipe_fallbacks=");
+	cr_assert(p != NULL && strtoull(p + 16, NULL, 10) >= 2, "fallbacks not counted: %s", line);
 	fwd_release(&f);
 	srv_stop(&s);
 }
