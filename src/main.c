@@ -172,6 +172,9 @@ static void reload(struct sf_main *m)
 	}
 	if (cfg.engine != m->engine || cfg.threads != m->nworkers)
 		sf_log_warnx("reload: engine and threads changes take effect at restart");
+	/* Workers size their buffer and pipe pools, and the pipe cap, at start. */
+	if (cfg.buffer_size != m->gen->cfg.buffer_size || cfg.pipe_size != m->gen->cfg.pipe_size)
+		sf_log_warnx("reload: buffer_size and pipe_size changes take effect at restart");
 	if (sf_engine_check_modes(m->engine, &cfg, err, sizeof(err)) < 0) {
 		sf_log_error("reload failed, keeping the running rules: %s", err);
 		sf_stats_reloaded(0);

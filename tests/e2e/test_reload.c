@@ -414,6 +414,43 @@ Test(reload, include_of_a_directory_keeps_rules, .timeout = 60)
 }
 
 /*
+ * pipe_size and buffer_size are read at start (the pools and the splice
+ * pipe cap are sized then): a reload that changes them says so, and
+ * applies the rest of the file (here a new rule).
+ */
+Test(reload, pipe_size_change_warns, .timeout = 60)
+{
+	static const char one[] = "engine = \"@E\";\nthreads = 1;\npipe_size = \"256k\";\n"
+				  "rules = {\n"
+				  "  web = { listen = \"127.0.0.1:@L0\"; upstream = "
+				  "\"127.0.0.1:@U0\"; };\n"
+				  "};\n";
+	static const char two[] = "engine = \"@E\";\nthreads = 1;\npipe_size = \"1m\";\n"
+				  "rules = {\n"
+				  "  web = { listen = \"127.0.0.1:@L0\"; upstream = "
+				  "\"127.0.0.1:@U0\"; };\n"
+				  "  more = { listen = \"127.0.0.1:@L1\"; upstream = "
+				  "\"127.0.0.1:@U0\"; };\n"
+				  "};\n";
+	struct fwd_conf c = { .engine = "splice", .nlisten = 2 };
+	struct srv s;
+	struct fwd f;
+
+	srv_start_id(&s, AF_INET, 0);
+	c.up[0] = s.port;
+	fwd_start_conf(&f, &c, one);
+	cr_assert_eq(fwd_log_count(&f, "pipe_size changes", NULL), 0, "warned at start");
+	conf_write(&c, two);
+	reload_until_listening(&f, c.lport[1]);
+	cr_assert_eq(id_query(AF_INET, NULL, c.lport[1]), 0, "rule more after the reload");
+	cr_assert(fwd_log_wait(&f, RELOAD_MS, "pipe_size changes take effect at restart", NULL),
+		  "no warning about pipe_size; stderr:\n%s", fwd_stderr_tail(&f));
+	fwd_stop(&f);
+	srv_stop(&s);
+	conf_remove(&c);
+}
+
+/*
  * A removed rule stops accepting (its port is closed: connects are
  * refused) while its established connection carries on to its natural
  * end; a changed rule (web: another upstream) applies to new connections
