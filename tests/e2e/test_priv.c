@@ -255,21 +255,25 @@ static pid_t hog_pipe_pages(const struct passwd *pw, int *hold, int *ready)
 		char ok = 0;
 		int fds[2] = { -1, -1 }, i;
 
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(sync[0]);
 		close(stay[1]);
 		if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
 			_exit(1);
-		/* 1 MiB pipes (256 pages each) until the kernel refuses to grow one. */
+		/* After setuid: a change of credentials clears the death signal. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/*
+		 * 1 MiB pipes (256 pages each) while the kernel grows them, then
+		 * pipes of the default 16 pages until one comes out shrunk.
+		 */
 		for (i = 0; i < 4096; i++) {
 			if (pipe2(fds, O_CLOEXEC) < 0)
 				break;
-			if (fcntl(fds[1], F_SETPIPE_SZ, 1 << 20) < 0)
+			if (fcntl(fds[1], F_GETPIPE_SZ) < 65536) {
+				ok = 1;
 				break;
+			}
+			fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
 		}
-		/* One more, to check that it comes out shrunk. */
-		if (pipe2(fds, O_CLOEXEC) == 0 && fcntl(fds[1], F_GETPIPE_SZ) < 65536)
-			ok = 1;
 		if (write(sync[1], &ok, 1) != 1)
 			_exit(1);
 		while (read(stay[0], &c, 1) > 0)
