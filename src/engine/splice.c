@@ -82,9 +82,10 @@ static void sp_release_pipe(struct rx_loop *l, struct sp_dir *sd)
 }
 
 /*
- * No pipe for a burst of direction d of x (errno from sf_pipepool_get):
- * count it in the rule's and the worker's counters, and tell the
- * operator once per worker why, since the cap or a limit may want raising.
+ * No pipe for a burst of a direction of x (err: errno of
+ * sf_pipepool_get): count it in the rule's and the worker's counters, and
+ * tell the operator once per worker why, since the cap or a limit may
+ * want raising.
  */
 static void sp_no_pipe(struct rx_loop *l, struct rx_conn *x, int err)
 {
