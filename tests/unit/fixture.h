@@ -164,4 +164,25 @@ static inline ssize_t fx_read_all(int fd, void *buf, size_t len)
 	return (ssize_t)got;
 }
 
+/*
+ * A loopback upstream that never answers a SYN: a listener with a
+ * backlog of 0 whose one queued connection is never accepted drops the
+ * next SYNs, so a connect to it times out.
+ */
+struct fx_blackhole {
+	int lfd, filler, port;
+};
+
+static inline void fx_blackhole_open(struct fx_blackhole *b)
+{
+	b->lfd = fx_listen(&b->port, 0);
+	b->filler = fx_connect(b->port);
+}
+
+static inline void fx_blackhole_close(struct fx_blackhole *b)
+{
+	close(b->filler);
+	close(b->lfd);
+}
+
 #endif

@@ -267,6 +267,18 @@ Test(conn, close_is_eof, .init = worker_setup)
 
 /* ---- upstream connect, pool fail-over ---- */
 
+/* Accept on an upstream listener, bounded. */
+static int up_accept_plain(int lfd)
+{
+	int fd;
+
+	cr_assert(fx_readable(lfd));
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert(fd >= 0);
+	fx_timeouts(fd);
+	return fd;
+}
+
 struct pool {
 	struct sf_gen *g;
 	int lfd;    /* the listening upstream */
@@ -750,3 +762,82 @@ Test(conn, refused_reasons, .init = worker_setup)
 	close(cl[0]);
 	gen_done(g);
 }
+
+/* A blocking connect past connect_timeout: the socket is closed, the reason connect-timeout. */
+Test(conn, blocking_connect_times_out, .init = worker_setup)
+{
+	struct fx_blackhole b;
+	struct sf_gen *g;
+	struct sf_conn c;
+	int cl[2], rc;
+
+	fx_blackhole_open(&b);
+	g = fx_gen(1,
+		   "rules = { bh = { listen = \"127.0.0.1:%d\"; upstream = \"127.0.0.1:%d\";\n"
+		   "  connect_timeout = \"200ms\"; }; };\n",
+		   fx_free_port(), b.port);
+	fx_tcp_pair(cl);
+	conn_start(&c, g, "bh", cl[1]);
+	rc = sf_conn_connect(&c, 1);
+	cr_assert_eq(rc, -ETIMEDOUT, "got %d", rc);
+	cr_assert_eq(c.fd[SF_UPSTREAM], -1);
+	cr_assert(c.flags & SF_CONN_TIMEDOUT);
+	cr_assert_eq(sf_conn_connect_reason(&c), SF_R_CONNECT_TIMEOUT);
+	cr_assert_eq(upc(&c, 0)->failures, 1);
+	sf_conn_reset(&c, SF_R_CONNECT_TIMEOUT, SF_UPSTREAM, rc);
+	close(cl[0]);
+	fx_blackhole_close(&b);
+	gen_done(g);
+}
+
+/*
+ * Connected with proxy_protocol: the upstream's first bytes are a header
+ * naming the client and the address it connected to, before any client
+ * byte. leastconn counts the connection on its upstream while it is open.
+ */
+static void sends_header(const char *version)
+{
+	struct sockaddr_in cli, srv;
+	socklen_t len = sizeof(cli);
+	struct sf_proxy_info info;
+	struct sf_gen *g;
+	struct sf_conn c;
+	char hdr[SF_PROXY_V2_MAX];
+	int lport, lfd = fx_listen(&lport, 4), cl[2], afd;
+	ssize_t n, h;
+
+	g = fx_gen(1,
+		   "rules = { px = { listen = \"127.0.0.1:%d\"; upstream = \"127.0.0.1:%d\";\n"
+		   "  proxy_protocol = \"%s\"; balance = \"leastconn\"; }; };\n",
+		   fx_free_port(), lport, version);
+	fx_tcp_pair(cl);
+	conn_start(&c, g, "px", cl[1]);
+	cr_assert_eq(sf_conn_admit(&c), 0);
+	cr_assert_gt(c.peer.len, 0, "the header needs the client's address");
+	cr_assert_eq(sf_conn_connect(&c, 1), 0);
+	cr_assert_eq(sf_conn_connected(&c), 0);
+	cr_assert_eq(c.rule->ups[0].active, 1, "leastconn counts it");
+	afd = up_accept_plain(lfd);
+	n = recv(afd, hdr, sizeof(hdr), 0);
+	cr_assert_gt(n, 0);
+	h = sf_proxy_decode(hdr, (size_t)n, &info);
+	cr_assert_eq(h, n, "exactly a header, nothing else: %zd of %zd", h, n);
+	cr_assert_eq(info.version, version[1] - '0');
+	cr_assert(getsockname(cl[0], (struct sockaddr *)&cli, &len) == 0);
+	len = sizeof(srv);
+	cr_assert(getpeername(cl[0], (struct sockaddr *)&srv, &len) == 0);
+	cr_assert_eq(((struct sockaddr_in *)&info.src.ss)->sin_port, cli.sin_port,
+		     "the source is the client");
+	cr_assert_eq(((struct sockaddr_in *)&info.dst.ss)->sin_port, srv.sin_port,
+		     "the destination is where it connected");
+	sf_conn_close(&c);
+	cr_assert_eq(c.rule->ups[0].active, 0);
+	close(afd);
+	close(cl[0]);
+	close(lfd);
+	gen_done(g);
+}
+
+Test(conn, connected_sends_proxy_v1, .init = worker_setup) { sends_header("v1"); }
+
+Test(conn, connected_sends_proxy_v2, .init = worker_setup) { sends_header("v2"); }

@@ -507,35 +507,14 @@ Test(reactor, idle_timeout_resets_both_sides)
 	rt_done(&t);
 }
 
-/*
- * A loopback upstream that never answers a SYN: a listener with a
- * backlog of 0 whose one queued connection is never accepted drops the
- * next SYNs, so a connect to it times out.
- */
-struct blackhole {
-	int lfd, filler, port;
-};
-
-static void blackhole_open(struct blackhole *b)
-{
-	b->lfd = fx_listen(&b->port, 0);
-	b->filler = fx_connect(b->port);
-}
-
-static void blackhole_close(struct blackhole *b)
-{
-	close(b->filler);
-	close(b->lfd);
-}
-
 Test(reactor, connect_timeout_fails_over_to_the_next_upstream)
 {
 	char ups[128];
-	struct blackhole b;
+	struct fx_blackhole b;
 	struct rt t;
 	int up, lfd = fx_listen(&up, 8), cfd, ufd;
 
-	blackhole_open(&b);
+	fx_blackhole_open(&b);
 	snprintf(ups, sizeof(ups), "\"127.0.0.1:%d\", \"127.0.0.1:%d\"", b.port, up);
 	rt_start_pool(&t, &sf_engine_epoll, "balance = \"first\"; connect_timeout = \"300ms\";",
 		      ups);
@@ -557,17 +536,17 @@ Test(reactor, connect_timeout_fails_over_to_the_next_upstream)
 	cr_assert_eq(t.g->rules[0].ups[1].st->w[0].failures, 0);
 	cr_assert_eq(t.g->rules[0].ups[1].st->w[0].opened, 1);
 	close(lfd);
-	blackhole_close(&b);
+	fx_blackhole_close(&b);
 	rt_done(&t);
 }
 
 Test(reactor, connect_timeout_resets_the_client)
 {
-	struct blackhole b;
+	struct fx_blackhole b;
 	struct rt t;
 	int cfd;
 
-	blackhole_open(&b);
+	fx_blackhole_open(&b);
 	rt_start(&t, &sf_engine_epoll, "connect_timeout = \"200ms\";", b.port);
 	cfd = fx_connect(t.port);
 	assert_reset(cfd, "the client");
@@ -575,7 +554,7 @@ Test(reactor, connect_timeout_resets_the_client)
 	cr_assert_eq(rt_ctr(&t)->closed[SF_R_CONNECT_TIMEOUT], 1);
 	cr_assert_eq(t.g->rules[0].ups[0].st->w[0].failures, 1);
 	close(cfd);
-	blackhole_close(&b);
+	fx_blackhole_close(&b);
 	rt_done(&t);
 }
 
