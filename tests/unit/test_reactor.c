@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -736,3 +737,112 @@ static void lent_in_flight(const struct sf_engine *e, int pipes)
 Test(reactor, buffers_lent_only_in_flight_epoll) { lent_in_flight(&sf_engine_epoll, 0); }
 
 Test(reactor, pipes_lent_only_in_flight_splice) { lent_in_flight(&sf_engine_splice, 1); }
+
+/* ---- admission in the loop ---- */
+
+/* --accept-proxy: the header is read off, the payload after it arrives whole. */
+Test(reactor, accept_proxy_strips_the_header)
+{
+	static const char hdr[] = "PROXY TCP4 10.1.2.3 10.0.0.9 4000 80\r\n";
+	struct rt t;
+	int up, lfd = fx_listen(&up, 8), cfd, ufd;
+	char buf[16];
+
+	rt_start(&t, &sf_engine_epoll, "accept_proxy = true; allow = \"10.0.0.0/8\";", up);
+	cfd = fx_connect(t.port);
+	/* In two parts, the second with the first payload bytes. */
+	cr_assert_eq(send(cfd, hdr, 12, 0), 12);
+	cr_assert_eq(send(cfd, hdr + 12, sizeof(hdr) - 1 - 12, MSG_MORE),
+		     (ssize_t)sizeof(hdr) - 13);
+	cr_assert_eq(send(cfd, "payload", 7, 0), 7);
+	ufd = up_accept(lfd);
+	cr_assert_eq(fx_read_all(ufd, buf, 7), 7);
+	cr_assert_eq(memcmp(buf, "payload", 7), 0,
+		     "the header leaked upstream, or bytes were lost");
+	round_trip(cfd, ufd, "more");
+	close(cfd);
+	close(ufd);
+	close(lfd);
+	rt_stop(&t);
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_DENIED], 0);
+	rt_done(&t);
+}
+
+/* A malformed header: the client is reset, nothing reaches the upstream. */
+Test(reactor, accept_proxy_bad_header_resets)
+{
+	struct rt t;
+	int up, lfd = fx_listen(&up, 8), cfd;
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	rt_start(&t, &sf_engine_epoll, "accept_proxy = true;", up);
+	cfd = fx_connect(t.port);
+	cr_assert_eq(send(cfd, "GET / HTTP/1.0\r\n\r\n", 18, 0), 18);
+	assert_reset(cfd, "the client without a header");
+	rt_stop(&t);
+	cr_assert_eq(poll(&p, 1, 0), 0, "a client without a header reached the upstream");
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_PROXY_HEADER], 1);
+	close(cfd);
+	close(lfd);
+	rt_done(&t);
+}
+
+/* A client the lists refuse is reset and never reaches the upstream. */
+Test(reactor, denied_client_is_reset)
+{
+	struct rt t;
+	int up, lfd = fx_listen(&up, 8), cfd;
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+
+	rt_start(&t, &sf_engine_epoll, "deny = \"127.0.0.0/8\";", up);
+	cfd = fx_connect(t.port);
+	assert_reset(cfd, "the denied client");
+	rt_stop(&t);
+	cr_assert_eq(poll(&p, 1, 0), 0, "a denied client reached the upstream");
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_DENIED], 1);
+	close(cfd);
+	close(lfd);
+	rt_done(&t);
+}
+
+/* ---- drain ---- */
+
+/*
+ * Drain: the listener closes, the open connection goes on to the end of
+ * its data; the worker then counts as drained. The drained signal
+ * (SIGUSR2, for main) is ignored here.
+ */
+Test(reactor, drain_keeps_serving_open_connections)
+{
+	struct rt t;
+	int up, lfd = fx_listen(&up, 8), cfd, ufd, late;
+	struct sockaddr_in a;
+
+	signal(SF_SIG_DRAINED, SIG_IGN);
+	rt_start(&t, &sf_engine_epoll, "", up);
+	cfd = fx_connect(t.port);
+	ufd = up_accept(lfd);
+	round_trip(cfd, ufd, "before");
+	sf_worker_drain(&t.w);
+	/* Bounded: the listener closes once the worker ran the command. */
+	for (int i = 0; i < 500 && !__atomic_load_n(&t.w.draining, __ATOMIC_SEQ_CST); i++)
+		usleep(10000);
+	cr_assert(__atomic_load_n(&t.w.draining, __ATOMIC_SEQ_CST), "drain never ran");
+	a = fx_lo(t.port);
+	late = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_eq(connect(late, (struct sockaddr *)&a, sizeof(a)), -1, "still listening");
+	cr_assert_eq(errno, ECONNREFUSED);
+	close(late);
+	cr_assert_eq(sf_worker_drained(&t.w), 0, "one connection is still open");
+	transfer(cfd, ufd, 1u << 20, 1u << 20);
+	for (int i = 0; i < 500 && !sf_worker_drained(&t.w); i++)
+		usleep(10000);
+	cr_assert(sf_worker_drained(&t.w), "the last connection ended: drained");
+	rt_stop(&t);
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_EOF], 1);
+	cr_assert_eq(t.w.stats.resets, 0);
+	close(cfd);
+	close(ufd);
+	close(lfd);
+	rt_done(&t);
+}
