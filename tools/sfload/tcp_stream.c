@@ -22,7 +22,7 @@
 
 #include "sfload.h"
 
-#define SL_STREAM_TURN (4u * SL_CHUNK) /* bytes a stream may move per turn */
+#define SL_STREAM_TURN SL_CHUNK /* bytes a stream may move per turn */
 
 /* One bulk stream: its socket and what it moved. */
 struct stream {
