@@ -61,11 +61,13 @@ def curves_md(csum, skipped, prof_name):
              f"clients and server on CPU 1; -j 2 {where2}."]
     for curve in CURVES:
         lines += curve_md(csum, curve, bent)
+    ran = {c for s in csum.values() for c in s}
     lines += ["", "(bend): "
               + "; ".join(f"{c}: {m} worse than {f:g}x its value at {x}"
-                          for c, (m, x, f) in BENDS.items())
-              + ". Idle held: capped by the forwarder's descriptor limit "
-              f"({nofile()}, 2 per proxied connection); the column is the count asked."]
+                          for c, (m, x, f) in BENDS.items() if c in ran) + "."]
+    if "crr_idle" in ran:
+        lines.append(f"crr_idle's idle held: what fits the forwarder's descriptor limit "
+                     f"({nofile()}, 2 per proxied connection); the column is the count asked.")
     rows = curve_targets(csum)
     if rows:
         lines += ["", "#### Issue 11's targets (sockfwd engines)", "",
