@@ -7,7 +7,8 @@
  * edge), half-close ordering, the timers (idle, connect timeout with
  * fail-over), accept paused at max_conns and resumed, a stop resetting
  * open connections, buffers and pipes lent only while bytes are in
- * flight and given back once per direction.
+ * flight and given back once per direction, the PROXY header and the
+ * lists at admission, drain and reload keeping open connections whole.
  *
  * Besides the epoll and splice engines, a "chunk" engine drives the
  * reactor with a pump of its own that moves at most CHUNK bytes per call
@@ -845,4 +846,52 @@ Test(reactor, drain_keeps_serving_open_connections)
 	close(ufd);
 	close(lfd);
 	rt_done(&t);
+}
+
+/* ---- reload ---- */
+
+/*
+ * A reload to a generation with another upstream: the open connection
+ * keeps its generation and its upstream, new clients go to the new one,
+ * on the listening socket handed over (no client refused).
+ */
+Test(reactor, reload_keeps_open_connections_on_their_generation)
+{
+	struct rt t;
+	int up1, up2, l1 = fx_listen(&up1, 8), l2 = fx_listen(&up2, 8), a, ua, b, ub;
+	struct sf_gen *g2;
+	char err[512];
+
+	rt_start(&t, &sf_engine_epoll, "", up1);
+	a = fx_connect(t.port);
+	ua = up_accept(l1);
+	round_trip(a, ua, "before the reload");
+	g2 = fx_gen(
+		1,
+		"rules = { r = { listen = \"127.0.0.1:%d\"; upstream = \"127.0.0.1:%d\"; }; };\n",
+		t.port, up2);
+	cr_assert_eq(sf_gen_listen(g2, t.g, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(g2->ls[0].socks[0].io.fd, t.g->ls[0].socks[0].io.fd,
+		     "the socket is handed over");
+	sf_worker_post_gen(&t.w, g2);
+	for (int i = 0; i < 500 && __atomic_load_n(&t.w.gen, __ATOMIC_ACQUIRE) != g2; i++)
+		usleep(10000);
+	cr_assert_eq(__atomic_load_n(&t.w.gen, __ATOMIC_ACQUIRE), g2, "the worker never took it");
+	b = fx_connect(t.port);
+	ub = up_accept(l2);
+	round_trip(b, ub, "new generation");
+	round_trip(a, ua, "old generation, still served");
+	transfer(a, ua, 1u << 20, 1u << 20);
+	rt_stop(&t);
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_EOF], 1);
+	cr_assert_eq(rt_ctr(&t)->closed[SF_R_STOP], 1);
+	cr_assert_eq(t.g->refs, 1, "the old generation is ours alone now");
+	close(a);
+	close(ua);
+	close(b);
+	close(ub);
+	close(l1);
+	close(l2);
+	rt_done(&t);
+	sf_gen_unref(g2);
 }
