@@ -238,13 +238,13 @@ static void log_stats(const struct sf_worker_stats *t)
 		SF_KV_U("spliced_c2u", t->spliced[0]),
 		SF_KV_U("spliced_u2c", t->spliced[1]),
 		SF_KV_U("uring_starved", sf_stats_ubuf(SF_UB_STARVED)),
-		SF_KV_U("uring_groups_grown", sf_stats_ubuf(SF_UB_GROWN)),
-		SF_KV_U("uring_groups_retired", sf_stats_ubuf(SF_UB_RETIRED)),
+		SF_KV_U("uring_grown", sf_stats_ubuf(SF_UB_GROWN)),
+		SF_KV_U("uring_retired", sf_stats_ubuf(SF_UB_RETIRED)),
 	};
 
 	sf_log_event(SF_LOG_NORMAL, "stats", kv, sizeof(kv) / sizeof(kv[0]),
 		     "stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
-		     "spliced=%llu/%llu uring_starved=%llu uring_groups=+%llu/-%llu",
+		     "spliced=%llu/%llu uring_starved=%llu uring_grown=%llu uring_retired=%llu",
 		     (unsigned long long)t->accepted, (unsigned long long)t->closed,
 		     (unsigned long long)t->resets, (unsigned long long)t->bytes[0],
 		     (unsigned long long)t->bytes[1], (unsigned long long)t->spliced[0],
