@@ -63,6 +63,8 @@ struct sf_ubpool {
 	unsigned short bgid0;
 	uint64_t tick;		 /* sf_ubpool_tick calls */
 	uint64_t last_change_ms; /* last grow or retire */
+	uint64_t calm_since_ms;	 /* when the plan began asking for fewer groups */
+	int calm;		 /* it has asked so at every tick since */
 	/* Totals, for the stats line and metrics. */
 	uint64_t starved; /* receives that had to wait for a buffer (counted by the engine) */
 	uint64_t grown, retired;
@@ -155,8 +157,10 @@ unsigned sf_ubpool_plan(unsigned live, unsigned max, unsigned nbufs, unsigned ou
  * Once per completion batch, after the batch: forget the promises, free
  * retired groups whose buffers are all back (quiet: the completion queue
  * is empty, so no completion can still name them), then act on
- * sf_ubpool_plan: grow, or retire the highest live group, at most one
- * per SF_UBP_SHRINK_MS of now_ms and not within that time of a growth.
+ * sf_ubpool_plan: grow at once, or retire the highest live group once
+ * the plan has asked for fewer at every tick for SF_UBP_SHRINK_MS of
+ * now_ms, at most one per SF_UBP_SHRINK_MS and not within that time of
+ * a growth (a lull between bursts does not unmap what the next needs).
  * Returns 1 when a group was added, 0 when not, -errno when adding one
  * failed (the pool is still usable).
  */

@@ -301,11 +301,22 @@ int sf_ubpool_tick(struct sf_ubpool *p, unsigned nstarved, uint64_t now_ms, int 
 			return rc;
 		p->grown++;
 		p->last_change_ms = now_ms;
+		p->calm = 0;
 		return 1;
 	}
-	if (want < p->live && now_ms - p->last_change_ms >= SF_UBP_SHRINK_MS) {
+	if (want >= p->live) {
+		p->calm = 0;
+		return 0;
+	}
+	if (!p->calm) {
+		p->calm = 1;
+		p->calm_since_ms = now_ms;
+	}
+	if (now_ms - p->calm_since_ms >= SF_UBP_SHRINK_MS &&
+	    now_ms - p->last_change_ms >= SF_UBP_SHRINK_MS) {
 		ubp_retire(p);
 		p->last_change_ms = now_ms;
+		p->calm_since_ms = now_ms;
 	}
 	return 0;
 }

@@ -333,7 +333,7 @@ Test(uring_bufs, shrinks_back_to_one_group_when_idle, .fini = teardown)
 
 	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + 1, 1), 0);
 	cr_assert_eq(bufs.live, 3, "retired right after a growth");
-	t += SF_UBP_SHRINK_MS;
+	t += SF_UBP_SHRINK_MS + 1;
 	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t, 1), 0);
 	cr_assert_eq(bufs.live, 2, "idle for %d ms and nothing retired", SF_UBP_SHRINK_MS);
 	cr_assert_eq(bufs.retired, 1);
@@ -377,6 +377,27 @@ Test(uring_bufs, shrinks_back_to_one_group_when_idle, .fini = teardown)
 	sf_ubufq_push(&bufs, &q, ref, 5);
 	expect_head(&q, "again");
 	sf_ubufq_release(&bufs, &q, 0);
+}
+
+/* A lull shorter than SF_UBP_SHRINK_MS between busy ticks retires nothing. */
+Test(uring_bufs, a_short_lull_keeps_the_groups, .fini = teardown)
+{
+	const uint64_t t = 50000, p = SF_UBP_SHRINK_MS;
+
+	setup_pool(4, 1024, 2);
+	cr_assert_eq(sf_ubpool_tick(&bufs, 1, t, 1), 1);
+	cr_assert_eq(bufs.live, 2);
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + p, 1), 0);
+	cr_assert_eq(bufs.live, 2, "retired at the first calm tick");
+	/* Busy again (someone waits, at the cap): the calm period starts over. */
+	cr_assert_eq(sf_ubpool_tick(&bufs, 1, t + p + p / 2, 1), 0);
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + 2 * p, 1), 0);
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + 3 * p - 1, 1), 0);
+	cr_assert_eq(bufs.live, 2, "retired %llu ms into a calm period",
+		     (unsigned long long)(p - 1));
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + 3 * p, 1), 0);
+	cr_assert_eq(bufs.live, 1, "calm for %llu ms and nothing retired", (unsigned long long)p);
+	cr_assert_eq(bufs.retired, 1);
 }
 
 #endif
