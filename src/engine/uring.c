@@ -705,8 +705,15 @@ static void ur_arm_udp(struct ur_loop *l)
 	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CMD, 1));
 }
 
+/*
+ * The UDP epoll set is readable. Draining, its sessions have ended but its
+ * sockets stay open until the accepts are cancelled (ur_unlisten): a
+ * datagram read then would start a session nobody ends, so none is read.
+ */
 static void ur_on_udp(struct ur_loop *l)
 {
+	if (l->draining)
+		return;
 	(void)sf_udp_poll(&l->udp);
 	if (!l->stop)
 		ur_arm_udp(l);
