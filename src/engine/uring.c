@@ -72,7 +72,7 @@ struct ur_dir {
 	uint8_t recv_armed;
 	uint8_t cancel_sent;
 	uint8_t send_armed;
-	uint8_t starved;     /* waiting for the ring to have buffers again */
+	uint8_t starved;     /* waiting for a group to have buffers again */
 	unsigned short bgid; /* the group its receive was armed on */
 };
 
