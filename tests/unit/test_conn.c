@@ -462,7 +462,7 @@ Test(conn, connect_timeout_on_the_last_upstream, .init = worker_setup)
 	}
 	cr_assert_eq(c.up, 1);
 	rc = sf_conn_connect_next(&c, -ETIMEDOUT);
-	cr_assert_lt(rc, 0, "every upstream tried");
+	cr_assert_eq(rc, -ETIMEDOUT, "every upstream tried, the last timed out: %d", rc);
 	cr_assert_eq(c.fd[SF_UPSTREAM], -1, "the timed out socket is closed");
 	cr_assert_eq(sf_conn_connect_reason(&c), SF_R_CONNECT_TIMEOUT);
 	cr_assert_eq(upc(&c, 1)->failures, 1);
