@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The sockfwd bench suite: every engine and the usual alternatives, same load, one run.
 
-    python3 bench/run.py --quick|--full --sockfwd build/sockfwd --sfload build/sfload
+    python3 bench/run.py --quick|--full|--smoke --sockfwd build/sockfwd --sfload build/sfload
 
 For each workload (tools/sfload/: stream, crr, rr, idle over TCP;
 udp_stream, udp_paced, udp_rr, udp_sessions over UDP) it runs direct (no
@@ -11,14 +11,23 @@ forced splice and without, TCP only; nginx stream and socat, both).
 Runs are interleaved (round 1: A B C ..., round 2: A B C ...) and repeated;
 every forwarder gets a fresh process and fresh ports for every run.  Results
 go to bench/results/<timestamp>/ (results.json, results.csv, summary.csv,
-table.md, chart.png) and the table is printed at the end.
+table.md, chart.png; curves.csv and curve_*.png) and the table is printed
+at the end.
+
+Then the curves (bench/lib/curves.py): streams_c2s and streams_s2c (1 to
+4,096 concurrent bulk streams), crr_idle (crr next to 0, 1,000 and 10,000
+idle connections), rr_load (rr next to 0, 1 and 64 bulk streams) and crr1
+(one sequential client), each also with 2 forwarder workers; the quick
+suite runs a few points of each, the full suite all.  They add a curves
+section to table.md, curves.csv and a chart per curve (curve_*.png).
 
 With --baseline PATH a second sockfwd binary is measured in the same
 rounds, every engine of it as sockfwd-ENGINE@LABEL next to sockfwd-ENGINE,
 and table.md compares the two builds engine by engine.
 
 This file is the command; the work is done by bench/lib/ (params, procs,
-workloads, forwarders, measure, summary, targets, report, meta).  Python 3 standard library only.  The whole
+workloads, forwarders, measure, summary, targets, report, curves,
+report_curves, meta).  Python 3 standard library only.  The whole
 run holds an exclusive flock on /tmp/sockfwd-bench.lock, so two
 benchmarks never share the machine.
 """
@@ -35,16 +44,19 @@ import sys
 import tempfile
 import time
 
+from lib.curves import CURVES, curve_targets, summarize_curves
 from lib.forwarders import engine_plan, make_forwarders, peers_installed
 from lib.measure import run_cell
 from lib.meta import baseline_meta, commit, machine, versions
 from lib.params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, PLACEMENT, PROFILES, ROOT,
                         RR_SIZE, SRC_ADDRS, THREADS, UDP_BATCH, UDP_PACED_PPS, UDP_PACED_SIZE,
-                        UDP_RR_SIZE, UDP_SESSIONS_CAP, UDP_SIZES, UDP_SRC_ADDRS, UDP_WINDOW)
-from lib.procs import Ports, cpus_allowed, log, take_lock
+                        UDP_RR_SIZE, UDP_SESSIONS_CAP, UDP_SIZES, UDP_SRC_ADDRS, UDP_WINDOW,
+                        placement)
+from lib.procs import Ports, cpus_allowed, log, nofile, take_lock
 from lib.report import (baseline_rows, chart, summarize, table_md, targets, udp_targets,
                         write_csv, write_summary_csv)
-from lib.workloads import workloads
+from lib.report_curves import chart_curves, curves_md, write_curves_csv
+from lib.workloads import curve_skip, curve_workloads, workloads
 
 
 # ---------------------------------------------------------------- main
@@ -70,6 +82,12 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def gen_threads(threads):
+    """sfload stream's threads (-T) at forwarder threads: one per generator CPU."""
+    gen = placement("curve", threads)["gen"]
+    return len(gen) if gen is not None else len(cpus_allowed())
+
+
 def parse_args():
     """Command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -77,7 +95,11 @@ def parse_args():
     g.add_argument("--quick", action="store_const", dest="profile", const="quick",
                    help="the quick suite, under 5 minutes (default)")
     g.add_argument("--full", action="store_const", dest="profile", const="full",
-                   help="the full suite: more rounds, longer runs, 4-stream workload")
+                   help="the full suite: more rounds, longer runs, 4-stream workload, "
+                   "every point of every curve")
+    g.add_argument("--smoke", action="store_const", dest="profile", const="smoke",
+                   help="not a measurement: one round of the shortest runs at the smallest "
+                   "points, to check the harness end to end")
     ap.add_argument("--sockfwd", default=os.path.join(ROOT, "build", "sockfwd"))
     ap.add_argument("--sfload", default=os.path.join(ROOT, "build", "sfload"))
     ap.add_argument("--baseline", metavar="PATH",
@@ -89,7 +111,12 @@ def parse_args():
                     "(both binaries; default: every engine `-V` lists)")
     ap.add_argument("--rounds", type=int, help="override the profile's rounds")
     ap.add_argument("--only", help="comma-separated forwarders to run besides direct")
-    ap.add_argument("--workloads", help="comma-separated workload ids (stream_c2s,crr,udp_rr,...)")
+    ap.add_argument("--workloads", help="comma-separated workload ids (stream_c2s,crr,udp_rr,...); "
+                    "'none': the curves only")
+    ap.add_argument("--curves", help="comma-separated curves to run (" + ",".join(CURVES)
+                    + "); 'none': no curve (default: every curve of the profile)")
+    ap.add_argument("--threads", default="1,2",
+                    help="forwarder worker counts the curves run with (default 1,2)")
     ap.add_argument("--protocols", default="tcp,udp",
                     help="comma-separated: tcp, udp (default both)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
@@ -98,6 +125,17 @@ def parse_args():
     args = ap.parse_args()
     args.profile = args.profile or "quick"
     args.protocols = [p for p in args.protocols.split(",") if p]
+    if args.curves is not None:
+        args.curves = [c for c in args.curves.split(",") if c and c != "none"]
+        unknown = [c for c in args.curves if c not in CURVES]
+        if unknown:
+            ap.error(f"--curves: no curve {', '.join(unknown)} (curves: {', '.join(CURVES)})")
+    try:
+        args.threads = [int(t) for t in args.threads.split(",") if t]
+    except ValueError:
+        args.threads = []
+    if not args.threads or any(t not in (1, 2) for t in args.threads):
+        ap.error("--threads: 1, 2 or 1,2")
     if not args.protocols or set(args.protocols) - {"tcp", "udp"}:
         ap.error("--protocols: tcp, udp or tcp,udp")
     for b in (args.sockfwd, args.sfload):
@@ -123,7 +161,7 @@ def main():
     args = parse_args()
     prof = dict(PROFILES[args.profile])
     if args.rounds:
-        prof["rounds"] = prof["udp_rounds"] = args.rounds
+        prof["rounds"] = prof["udp_rounds"] = prof["curve_rounds"] = args.rounds
     lock = take_lock(args.lock_timeout)
     started = time.monotonic()
     ensure_peers(args)
@@ -139,6 +177,9 @@ def main():
     if args.workloads:
         keep = set(args.workloads.split(","))
         wls = [w for w in wls if w.id in keep]
+    classic = [w.id for w in wls]
+    if "tcp" in args.protocols:
+        wls += curve_workloads(prof, args.curves, args.threads, gen_threads)
     names = [f.name for f in fwds]
     udp_skipped = {f.name: f.no_udp for f in fwds if "udp" not in f.protocols}
     meta = {"profile": args.profile, "date": datetime.datetime.now().astimezone().isoformat(
@@ -151,7 +192,8 @@ def main():
                                udp_paced_pps=UDP_PACED_PPS, udp_paced_size=UDP_PACED_SIZE,
                                udp_rr_size=UDP_RR_SIZE, udp_src_addrs=UDP_SRC_ADDRS,
                                udp_window=UDP_WINDOW, udp_sessions_cap=UDP_SESSIONS_CAP,
-                               workloads=[w.id for w in wls])}
+                               workloads=classic,
+                               curve_points=[w.id for w in wls if w.curve])}
     if any(w.proto == "udp" for w in wls):
         meta["udp_skipped"] = udp_skipped
     if args.baseline:
@@ -161,6 +203,7 @@ def main():
         f"{len(wls)} workloads, {rounds} rounds -> {outdir}")
     ports = Ports()
     records = []
+    skipped = {}
     try:
         for rnd in range(rounds):
             for wl in wls:
@@ -170,6 +213,12 @@ def main():
                 order = fwds[rnd % len(fwds):] + fwds[:rnd % len(fwds)]
                 for fwd in order:
                     if wl.proto not in fwd.protocols:
+                        continue
+                    why = curve_skip(wl, fwd, nofile()) if wl.curve else None
+                    if why:
+                        # direct and socat never run -j 2: the table says so once.
+                        if wl.threads == 1 or fwd.kind not in ("direct", "socat"):
+                            skipped[f"{fwd.name} {wl.id}"] = why
                         continue
                     rec = run_cell(args, fwd, wl, ports, prof)
                     rec["round"] = rnd + 1
@@ -181,8 +230,13 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     meta["wall_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(records, names)
+    csum = summarize_curves(records, names)
+    meta["curve_skipped"] = skipped
     report = table_md(summary, names, meta, records)
+    report += "\n".join(curves_md(csum, skipped, args.profile)) + "\n"
     out = {"meta": meta, "summary": summary, "targets": targets(summary)}
+    if csum:
+        out["curves"], out["curve_targets"] = csum, curve_targets(csum)
     if any(w.proto == "udp" for w in wls):
         out["udp_targets"] = udp_targets(summary)
     if args.baseline:
@@ -192,9 +246,12 @@ def main():
         json.dump(out, f, indent=1)
     write_csv(os.path.join(outdir, "results.csv"), records, meta)
     write_summary_csv(os.path.join(outdir, "summary.csv"), summary)
+    if csum:
+        write_curves_csv(os.path.join(outdir, "curves.csv"), csum)
     with open(os.path.join(outdir, "table.md"), "w") as f:
         f.write(report)
     chart(outdir, summary, names, meta)
+    chart_curves(outdir, csum, meta)
     print(report)
     print(f"results: {os.path.relpath(outdir)} (wall {meta['wall_seconds']} s)")
     lock.close()

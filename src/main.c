@@ -233,19 +233,31 @@ static int join_until(struct sf_worker *w, const struct timespec *deadline)
 static void log_stats(const struct sf_worker_stats *t)
 {
 	const struct sf_log_kv kv[] = {
-		SF_KV_U("accepted", t->accepted),      SF_KV_U("closed", t->closed),
-		SF_KV_U("resets", t->resets),	       SF_KV_U("bytes_c2u", t->bytes[0]),
-		SF_KV_U("bytes_u2c", t->bytes[1]),     SF_KV_U("spliced_c2u", t->spliced[0]),
-		SF_KV_U("spliced_u2c", t->spliced[1]), SF_KV_U("pipe_fallbacks", t->pipe_fallbacks),
+		SF_KV_U("accepted", t->accepted),
+		SF_KV_U("closed", t->closed),
+		SF_KV_U("resets", t->resets),
+		SF_KV_U("bytes_c2u", t->bytes[0]),
+		SF_KV_U("bytes_u2c", t->bytes[1]),
+		SF_KV_U("spliced_c2u", t->spliced[0]),
+		SF_KV_U("spliced_u2c", t->spliced[1]),
+		SF_KV_U("uring_starved", sf_stats_ubuf(SF_UB_STARVED)),
+		SF_KV_U("uring_grown", sf_stats_ubuf(SF_UB_GROWN)),
+		SF_KV_U("uring_retired", sf_stats_ubuf(SF_UB_RETIRED)),
+		SF_KV_U("pipe_fallbacks", t->pipe_fallbacks),
 	};
 
 	sf_log_event(SF_LOG_NORMAL, "stats", kv, sizeof(kv) / sizeof(kv[0]),
 		     "stats: accepted=%llu closed=%llu resets=%llu c2u=%llu u2c=%llu "
-		     "spliced=%llu/%llu pipe_fallbacks=%llu",
+		     "spliced=%llu/%llu uring_starved=%llu uring_grown=%llu uring_retired=%llu "
+		     "pipe_fallbacks=%llu",
 		     (unsigned long long)t->accepted, (unsigned long long)t->closed,
 		     (unsigned long long)t->resets, (unsigned long long)t->bytes[0],
 		     (unsigned long long)t->bytes[1], (unsigned long long)t->spliced[0],
-		     (unsigned long long)t->spliced[1], (unsigned long long)t->pipe_fallbacks);
+		     (unsigned long long)t->spliced[1],
+		     (unsigned long long)sf_stats_ubuf(SF_UB_STARVED),
+		     (unsigned long long)sf_stats_ubuf(SF_UB_GROWN),
+		     (unsigned long long)sf_stats_ubuf(SF_UB_RETIRED),
+		     (unsigned long long)t->pipe_fallbacks);
 }
 
 /*

@@ -12,7 +12,8 @@
 #   own counts at exit agree with what the clients reported; udp-rr and
 #   udp-sessions against a port with nobody exit 1 (bounded, no hang); a
 #   datagram size out of range is a usage error (exit 2).
-# - TCP: stream (both directions), crr, rr and idle still run and report.
+# - TCP: stream (both directions), crr, rr and idle still run and report;
+#   stream's per-stream counts (-P) add up and match its fairness figures.
 # Exit 0 when all hold, else 1 with one line per problem.
 set -eu
 
@@ -158,6 +159,28 @@ run "stream c2s" stream -c "$t" -t 0.2
 expect "stream c2s: bytes" "$(field "$out" bytes) > 0 && $(field "$out" failed) == 0"
 run "stream s2c" stream -c "$t" -t 0.2 -d s2c -n 2
 expect "stream s2c: bytes" "$(field "$out" bytes) > 0 && $(field "$out" streams) == 2"
+# Many streams over two threads: every stream's bytes listed, adding up to
+# the total; the fairness figures agree with the list.
+run "stream c2s 64 streams" stream -c "$t" -t 0.2 -n 64 -T 2 -P
+list=$(printf '%s\n' "$out" | sed -n 's/.*"stream_bytes": \[\([0-9, ]*\)\].*/\1/p')
+fair=$(printf '%s\n' "$list" | tr -d ' ' | tr ',' '\n' | awk '
+	{ n++; s += $1; q += $1 * $1; if (n == 1 || $1 < lo) lo = $1 }
+	END { if (n) printf "%d %.0f %.0f %.4f", n, s, lo, s * s / (n * q) }')
+set -- $fair
+expect "stream 64 streams: 64 counts listed" "${1:-0} == 64 && $(field "$out" threads) == 2"
+expect "stream 64 streams: counts add up to bytes" "${2:-0} == $(field "$out" bytes)"
+expect "stream 64 streams: min as listed" "${3:-0} == $(field "$out" min) && ${3:-0} > 0"
+expect "stream 64 streams: Jain's index from the counts" \
+	"${4:-0} - $(field "$out" jain) < 0.001 && $(field "$out" jain) - ${4:-0} < 0.001"
+expect "stream 64 streams: 0 < min/mean <= 1, jain <= 1" \
+	"$(field "$out" min_mean) > 0 && $(field "$out" min_mean) <= 1 && $(field "$out" jain) <= 1"
+# -W: announce the connected streams, start on a line on stdin.
+out=$(echo | timeout 30 "$bin" stream -c "$t" -t 0.2 -n 3 -W 2>"$tmp/err") ||
+	fail "stream -W: exit status $? ($(head -c 200 "$tmp/err"))"
+case $out in
+*'"event": "running", "streams": 3'*'"workload": "stream"'*) ;;
+*) fail "stream -W: no running event before the result: $out" ;;
+esac
 run "crr" crr -c "$t" -t 0.2 -n 2 -a 8 -m 500
 expect "crr: connections" "$(field "$out" "done") > 0"
 run "rr" rr -c "$t" -t 0.2

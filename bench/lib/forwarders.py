@@ -49,13 +49,18 @@ class Forwarder:
         self.workdir = workdir
         self.proc = None
         self.errfile = None
+        self.threads = THREADS  # workers of the next start()
 
     def command(self, listen, upstream, rundir, proto="tcp"):
         """Return the argv that forwards 127.0.0.1:listen to :upstream over proto."""
         raise NotImplementedError
 
-    def start(self, listen, upstream, cpus, proto="tcp"):
-        """Start forwarding listen -> upstream over proto; raise if it does not forward."""
+    def start(self, listen, upstream, cpus, proto="tcp", threads=THREADS):
+        """Start forwarding listen -> upstream over proto with threads workers.
+
+        Raises RuntimeError when it does not forward.
+        """
+        self.threads = threads
         rundir = tempfile.mkdtemp(prefix=f"{self.name}-", dir=self.workdir)
         self.errpath = os.path.join(rundir, "stderr.log")
         self.errfile = open(self.errpath, "w")
@@ -101,7 +106,7 @@ class Direct(Forwarder):
     name = kind = "direct"
     protocols = ("tcp", "udp")
 
-    def start(self, listen, upstream, cpus, proto="tcp"):
+    def start(self, listen, upstream, cpus, proto="tcp", threads=THREADS):
         """Nothing to start."""
 
     def roots(self):
@@ -159,10 +164,10 @@ class Sockfwd(Forwarder):
         self.no_udp = f"`sockfwd -u -b {self.engine}` exits {rc}: {last}"
 
     def command(self, listen, upstream, rundir, proto="tcp"):
-        """sockfwd with THREADS workers, not quiet: we want its stats line."""
+        """sockfwd with self.threads workers, not quiet: we want its stats line."""
         return [self.binary] + (["-u"] if proto == "udp" else []) + [
             "-b", self.engine, "-l", f"127.0.0.1:{listen}", "-r", f"127.0.0.1:{upstream}",
-            "-j", str(THREADS)]
+            "-j", str(self.threads)]
 
     def stop(self):
         """Stop sockfwd and parse its exit stats line."""
@@ -212,7 +217,7 @@ class Haproxy(Forwarder):
         cfg = os.path.join(rundir, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write(render("haproxy.cfg.in", listen=listen, upstream=upstream,
-                           threads=THREADS, splice=splice, maxconn=(nofile() - 300) // 2))
+                           threads=self.threads, splice=splice, maxconn=(nofile() - 300) // 2))
         return ["haproxy", "-f", cfg, "-db"]
 
 
@@ -237,7 +242,7 @@ class Nginx(Forwarder):
         template = "nginx-udp.conf.in" if proto == "udp" else "nginx.conf.in"
         with open(cfg, "w") as f:
             f.write(render(template, listen=listen, upstream=upstream,
-                           threads=THREADS, module=nginx_stream_module(), dir=rundir,
+                           threads=self.threads, module=nginx_stream_module(), dir=rundir,
                            nofile=nofile()))
         return ["nginx", "-p", rundir, "-c", cfg, "-e", os.path.join(rundir, "error.log")]
 

@@ -6,10 +6,10 @@ import subprocess
 import time
 
 from .forwarders import Direct, Server
-from .params import PLACEMENT
-from .procs import (CLK_TCK, cpu_busy, log, other_delta, other_ticks, pin, pinned_cpus,
-                    stop_process, tree_usage)
-from .workloads import HOLDING, count_arg
+from .params import CURVE_BG_SLACK_S, CURVE_BG_WARMUP_S, placement
+from .procs import (CLK_TCK, PeakRss, cpu_busy, log, nofile, other_delta, other_ticks, pin,
+                    pinned_cpus, stop_process, tree_usage)
+from .workloads import HOLDING, count_arg, curve_idle_target
 
 
 def run_client(argv, cpus, timeout_s, on_held=None):
@@ -52,10 +52,107 @@ def run_client(argv, cpus, timeout_s, on_held=None):
     return result
 
 
+class BackgroundClient:
+    """An sfload client run through the same forwarder next to the measured one.
+
+    Started with -W, it reports an event (idle: "held", its connections
+    open; stream: "running", its streams connected) and waits for a line on
+    stdin: go() sends it (idle: check the connections and end; stream:
+    start moving data), finish() collects the final JSON object.
+    """
+
+    def __init__(self, argv, cpus, timeout_s):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=pin(cpus),
+                                     start_new_session=True)
+        self.sent = False
+        self.event = self.read(timeout_s)
+        if not self.event or "event" not in self.event:
+            self.stop()
+            raise RuntimeError(f"background {argv[1]} did not start: {self.err or 'no event'}")
+
+    def read(self, timeout_s):
+        """Return the client's next JSON line, or None at its end or after timeout_s."""
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        return json.loads(line) if line.strip() else None
+
+    def go(self):
+        """Let the client proceed past its event (once)."""
+        if not self.sent and self.proc.poll() is None:
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        self.sent = True
+
+    def finish(self, timeout_s):
+        """Return the client's final JSON object (None if it gave none) and stop it."""
+        self.go()
+        res = self.read(timeout_s)
+        self.stop()
+        return res
+
+    def stop(self):
+        """Stop the client and keep what it wrote on stderr in self.err."""
+        stop_process(self.proc, timeout_s=5)
+        self.err = self.proc.stderr.read().strip()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+def start_background(args, wl, fwd, target, cpus, rec):
+    """Start wl's background client through target; return it (None without one).
+
+    An idle background holds what fits (workloads.curve_idle_target); the
+    count held goes into rec as bg_held.  A stream background is started
+    and given CURVE_BG_WARMUP_S to reach speed.
+    """
+    if wl.bg is None:
+        return None
+    argv = [args.sfload] + wl.bg.argv + ["-c", f"127.0.0.1:{target}"]
+    if wl.bg.kind == "idle":
+        n = curve_idle_target(wl, fwd, nofile())
+        bg = BackgroundClient(argv + ["-n", str(n)], cpus, timeout_s=150)
+        rec["bg_wanted"], rec["bg_held"] = wl.bg.x, bg.event.get("held")
+        time.sleep(0.2)  # let the forwarder settle its last accepts
+        return bg
+    bg = BackgroundClient(argv, cpus, timeout_s=60)
+    rec["bg_streams"] = bg.event.get("streams")
+    bg.go()
+    time.sleep(CURVE_BG_WARMUP_S)
+    return bg
+
+
+def finish_background(bg, wl, rec):
+    """Collect the background client's result into rec (bg_*)."""
+    if bg is None:
+        return
+    res = bg.finish(timeout_s=CURVE_BG_SLACK_S + 30 if wl.bg.kind == "stream" else 60)
+    if res is None:
+        rec["bg_error"] = bg.err or "no result"
+        return
+    if wl.bg.kind == "idle":
+        rec["bg_checked_ok"] = res.get("checked_ok")
+    else:
+        rec["bg_gbps"], rec["bg_failed"] = res.get("gbps"), res.get("failed")
+
+
+def curve_fields(rec, wl, res, rss0, peak, fwd):
+    """Add a curve point's own fields to rec: the point, RSS, fairness."""
+    rec.update(curve=wl.curve, x=wl.x, threads=wl.threads)
+    if isinstance(fwd, Direct):
+        return
+    rec["rss0_kib"], rec["fwd_rss_peak_kib"] = rss0, peak
+    conns = res.get("streams") or rec.get("bg_held")
+    if conns and peak:
+        rec["fwd_rss_per_conn_kib"] = round((peak - rss0) / conns, 2)
+    if res.get("fair"):
+        rec["jain"], rec["min_mean"] = res["fair"]["jain"], res["fair"]["min_mean"]
+
+
 def run_cell(args, fwd, wl, ports, prof):
     """Run one workload (workloads.Workload) against one forwarder once; return the record."""
     wid, tail = wl.id, wl.argv
-    where = PLACEMENT[wl.place]
+    where = placement(wl.place, wl.threads)
     upstream, listen = ports.take(), ports.take()
     server = Server(args.sfload, upstream, where["gen"], wl.proto)
     rec = {"forwarder": fwd.name, "kind": fwd.kind, "workload": wid}
@@ -63,11 +160,14 @@ def run_cell(args, fwd, wl, ports, prof):
         rec["proto"] = wl.proto
     if getattr(fwd, "label", None):
         rec["build"] = fwd.label
+    bg = None
     try:
-        fwd.start(listen, upstream, where["fwd"], wl.proto)
+        fwd.start(listen, upstream, where["fwd"], wl.proto, threads=wl.threads)
         target = upstream if isinstance(fwd, Direct) else listen
         argv = [args.sfload] + tail + ["-c", f"127.0.0.1:{target}"]
         argv += count_arg(wl, prof, fwd.name)
+        rss_start = tree_usage(fwd.roots())[1]
+        bg = start_background(args, wl, fwd, target, where["gen"], rec)
         cpu0, rss0 = tree_usage(fwd.roots())
         srv0, _ = tree_usage([server.proc.pid])
         others0 = other_ticks(fwd.roots() + [server.proc.pid])
@@ -81,8 +181,11 @@ def run_cell(args, fwd, wl, ports, prof):
             held["held"] = event["held"]
 
         t0 = time.monotonic()
-        res = run_client(argv, where["gen"], timeout_s=180, on_held=on_held)
+        with PeakRss(fwd.roots() if wl.curve else []) as peak:
+            res = run_client(argv, where["gen"], timeout_s=180, on_held=on_held)
         wall = time.monotonic() - t0
+        finish_background(bg, wl, rec)
+        bg = None
         cpu1, _ = tree_usage(fwd.roots())
         srv1, _ = tree_usage([server.proc.pid])
         others1 = other_ticks(fwd.roots() + [server.proc.pid])
@@ -103,7 +206,9 @@ def run_cell(args, fwd, wl, ports, prof):
             if fcpus:
                 rec["fwd_cpu_busy_s"] = round(busy_s, 3)
                 rec["fwd_cpu_busy_s_per_gb"] = round(busy_s / (res["bytes"] / 1e9), 4)
-        if wid == "crr" and res.get("done") and not isinstance(fwd, Direct):
+        if wl.curve:
+            curve_fields(rec, wl, res, rss_start, max(peak.peak_kib, rss0), fwd)
+        if res.get("workload") == "crr" and res.get("done") and not isinstance(fwd, Direct):
             rec["fwd_cpu_us_per_conn"] = round((cpu1 - cpu0) / res["done"] * 1e6, 2)
         if wid in HOLDING and held and not isinstance(fwd, Direct):
             rec["rss0_kib"] = rss0
@@ -122,6 +227,8 @@ def run_cell(args, fwd, wl, ports, prof):
         rec["error"] = str(e)
         log(f"{fwd.name} {wid}: {e}")
     finally:
+        if bg is not None:
+            bg.stop()
         stats = fwd.stop()
         server.stop()
     if stats:

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 from .params import LOCK_PATH
@@ -137,6 +138,39 @@ def tree_usage(roots):
             ticks += table[pid][1]
             rss += table[pid][2]
     return ticks / CLK_TCK, rss
+
+
+class PeakRss:
+    """Sample the RSS of process trees every interval_s in a thread; keep the highest.
+
+    Used as a context manager around a client's run: peak_kib is the
+    largest sum of VmRSS over the trees seen meanwhile (0 before the first
+    sample).
+    """
+
+    def __init__(self, roots, interval_s=0.25):
+        self.roots, self.interval_s = roots, interval_s
+        self.peak_kib = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        """Sample until stopped."""
+        while True:
+            self.peak_kib = max(self.peak_kib, tree_usage(self.roots)[1])
+            if self.done.wait(self.interval_s):
+                return
+
+    def __enter__(self):
+        if self.roots:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        return False
 
 
 def cpu_busy(cpus):

@@ -2,7 +2,7 @@
 
 from collections import namedtuple
 
-from .params import (CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, RR_SIZE, SRC_ADDRS, UDP_BATCH,
+from .params import (CURVE_BG_SLACK_S, CURVE_BG_WARMUP_S, CURVE_CAP, CRR_CLIENTS, CRR_MAX, CRR_SIZE, IDLE_CAP, RR_SIZE, SRC_ADDRS, UDP_BATCH,
                      UDP_PACED_PPS, UDP_PACED_SIZE, UDP_RR_SIZE, UDP_SESSIONS_CAP, UDP_SIZES,
                      UDP_SRC_ADDRS, UDP_WINDOW, base_name)
 from .procs import nofile
@@ -10,7 +10,15 @@ from .procs import nofile
 # id: the workload's name in results; argv: sfload's arguments without -c;
 # place: the PLACEMENT key; proto: "tcp" or "udp" (which server, which
 # forwarders); rounds: how many of the profile's rounds run it (None: all).
-Workload = namedtuple("Workload", "id argv place proto rounds", defaults=("tcp", None))
+# The curves' points (curves.py) add: threads (the forwarder's workers),
+# curve and x (which curve, which point) and bg (a Background client run
+# through the same forwarder next to the measured one, or None).
+Workload = namedtuple("Workload", "id argv place proto rounds threads curve x bg",
+                      defaults=("tcp", None, 1, None, None, None))
+
+# A client run next to the measured one: kind "idle" (holds x connections,
+# -n set per forwarder) or "stream" (x bulk streams); argv without -c.
+Background = namedtuple("Background", "kind argv x")
 
 # Workloads that hold connections or sessions and report them held.
 HOLDING = ("idle", "udp_sessions")
@@ -88,6 +96,88 @@ def udp_workloads(prof):
                  "udp_sessions", "udp", rounds),
     ]
     return wl
+
+
+def curve_point(prof, curve, x, threads, gen_threads):
+    """Return the Workload of one point of a curve (curves.CURVES) at forwarder threads.
+
+    streams_DIR: x bulk streams, the generator's streams spread over
+    gen_threads threads.  crr_idle: crr with CRR_CLIENTS clients while a
+    Background idle client holds x connections through the same forwarder
+    (its upstream connections count in the forwarder's ephemeral ports, so
+    crr's own cap shrinks by x).  rr_load: rr on one connection while x
+    bulk c2s streams run.  crr1: crr with one client.
+    """
+    wid = f"{curve}_{x}" + (f"_j{threads}" if threads != 1 else "")
+    common = dict(place="curve", rounds=prof["curve_rounds"], threads=threads, curve=curve, x=x)
+    if curve.startswith("streams_"):
+        return Workload(wid, ["stream", "-n", str(x), "-t", str(prof["curve_stream_s"]),
+                              "-d", curve.split("_", 1)[1], "-T", str(gen_threads)], **common)
+    if curve == "crr_idle":
+        bg = Background("idle", ["idle", "-H", "0", "-W", "-a", "64"], x) if x else None
+        return Workload(wid, ["crr", "-n", str(CRR_CLIENTS), "-t", str(prof["curve_crr_s"]),
+                              "-s", str(CRR_SIZE), "-m", str(max(2000, CRR_MAX - x)),
+                              "-a", str(SRC_ADDRS)], bg=bg, **common)
+    if curve == "rr_load":
+        t = prof["curve_rr_s"] + CURVE_BG_WARMUP_S + CURVE_BG_SLACK_S
+        bg = Background("stream", ["stream", "-n", str(x), "-t", f"{t:g}", "-d", "c2s", "-T",
+                                   str(gen_threads), "-W"], x) if x else None
+        return Workload(wid, ["rr", "-n", "1", "-t", str(prof["curve_rr_s"]), "-s",
+                              str(RR_SIZE)], bg=bg, **common)
+    if curve == "crr1":
+        return Workload(wid, ["crr", "-n", "1", "-t", str(prof["curve_crr_s"]), "-s",
+                              str(CRR_SIZE), "-m", str(CRR_MAX), "-a", str(SRC_ADDRS)], **common)
+    raise ValueError(f"unknown curve {curve}")
+
+
+def curve_workloads(prof, curves=None, threads=(1, 2), gen_threads=lambda t: 1):
+    """Return every point of the profile's curves, -j 1 first, then -j 2.
+
+    curves (names) and threads keep those only; gen_threads(t) is how many
+    generator threads a point with forwarder threads t gets.
+    """
+    out = []
+    for t in threads:
+        for curve, by_threads in prof["curves"].items():
+            if curves is not None and curve not in curves:
+                continue
+            out += [curve_point(prof, curve, x, t, gen_threads(t)) for x in by_threads.get(t, [])]
+    return out
+
+
+def curve_skip(wl, fwd, nfile):
+    """Why forwarder fwd does not run curve point wl (None: it does).
+
+    direct has no workers to double; socat forks a process per connection
+    whatever it is told, so -j 2 would repeat its -j 1 run.  A point above a
+    forwarder's CURVE_CAP, or beyond what the forwarder's descriptor limit
+    holds (2 per proxied connection: x streams, or x idle plus the crr
+    clients), is not run.
+    """
+    if wl.threads != 1 and fwd.kind in ("direct", "socat"):
+        return f"no -j {wl.threads} for {fwd.kind}"
+    if fwd.kind == "direct":
+        return None
+    conns = (wl.x or 0) + (CRR_CLIENTS if wl.curve == "crr_idle" else 0)
+    if wl.curve == "rr_load":
+        conns += 1
+    cap = CURVE_CAP.get(base_name(fwd.name))
+    if cap is not None and conns > cap:
+        return f"{conns} connections: above {base_name(fwd.name)}'s cap of {cap}"
+    fit = (nfile - 400) // 2
+    if conns > fit and wl.curve != "crr_idle":
+        return f"{conns} connections need {2 * conns} descriptors: limit {nfile}"
+    return None
+
+
+def curve_idle_target(wl, fwd, nfile):
+    """Connections the idle background of crr_idle point wl holds through fwd.
+
+    What fits: the forwarder's descriptor limit (2 per connection, 400 kept
+    for its own use and crr's clients) and its CURVE_CAP.
+    """
+    n = min(wl.bg.x, (nfile - 400) // 2 - 2 * CRR_CLIENTS)
+    return min(n, CURVE_CAP.get(base_name(fwd.name), n))
 
 
 def workloads(prof, protocols=("tcp", "udp")):

@@ -160,4 +160,13 @@ void sf_stats_reloaded(int ok);
 uint64_t sf_stats_reloads(void);
 uint64_t sf_stats_reload_failures(void);
 
+/*
+ * The io_uring engine's provided buffers, summed over workers: receives
+ * that waited for a buffer, groups added and retired (totals), groups
+ * live and bytes mapped now (gauges). Any thread.
+ */
+enum { SF_UB_STARVED, SF_UB_GROWN, SF_UB_RETIRED, SF_UB_GROUPS, SF_UB_BYTES, SF_UB_COUNT };
+void sf_stats_ubuf_add(int what, int64_t delta);
+uint64_t sf_stats_ubuf(int what);
+
 #endif

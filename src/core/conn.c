@@ -138,11 +138,16 @@ static void upstream_addr(const struct sf_conn *c, const struct sf_upstream *u, 
 		sf_addr_set_port(a, (uint16_t)(u->conf.hp.port + c->l->index));
 }
 
-int sf_conn_connect(struct sf_conn *c, int blocking)
+/*
+ * sf_conn_connect, with err the error to report when no upstream is left
+ * to try: the last attempt's (a connect timeout must not be logged as
+ * "Connection refused").
+ */
+static int conn_connect(struct sf_conn *c, int blocking, int err)
 {
 	struct sf_rule *r = c->rule;
 	uint64_t now = sf_now_ms();
-	int rc = -ECONNREFUSED, idx;
+	int rc = err, idx;
 
 	for (;;) {
 		struct sf_sockaddr ua;
@@ -184,6 +189,11 @@ int sf_conn_connect(struct sf_conn *c, int blocking)
 	}
 }
 
+int sf_conn_connect(struct sf_conn *c, int blocking)
+{
+	return conn_connect(c, blocking, -ECONNREFUSED);
+}
+
 int sf_conn_connect_next(struct sf_conn *c, int err)
 {
 	struct sf_upstream *u;
@@ -202,7 +212,7 @@ int sf_conn_connect_next(struct sf_conn *c, int err)
 	u = &c->rule->ups[c->up];
 	if (++c->addr >= u->addrs.n)
 		sf_upstream_failed(c->rule, u, sf_now_ms());
-	return sf_conn_connect(c, 0);
+	return conn_connect(c, 0, err);
 }
 
 int sf_conn_refused_reason(const struct sf_conn *c, int err)

@@ -445,6 +445,36 @@ static void write_process(struct sf_expo *x)
 	sf_expo_u64(x, "sockfwd_reload_failures_total", NULL, sf_stats_reload_failures());
 }
 
+/* The io_uring engine's provided buffer pool (stats.h), when it runs. */
+static void write_uring(struct sf_expo *x)
+{
+	static const struct {
+		const char *name, *type, *help;
+		int what;
+	} f[] = {
+		{ "sockfwd_uring_buffer_starved_total", "counter",
+		  "Receives that found no free provided buffer in any group and waited for one.",
+		  SF_UB_STARVED },
+		{ "sockfwd_uring_buffer_groups_grown_total", "counter",
+		  "Provided buffer groups added under load.", SF_UB_GROWN },
+		{ "sockfwd_uring_buffer_groups_retired_total", "counter",
+		  "Provided buffer groups given back as the load fell.", SF_UB_RETIRED },
+		{ "sockfwd_uring_buffer_groups", "gauge",
+		  "Provided buffer groups in service, all workers.", SF_UB_GROUPS },
+		{ "sockfwd_uring_buffer_bytes", "gauge",
+		  "Memory mapped for provided buffers, retired groups not yet freed included.",
+		  SF_UB_BYTES },
+	};
+	size_t i;
+
+	if (strcmp(mx.engine, "uring") != 0)
+		return;
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		sf_expo_family(x, f[i].name, f[i].type, f[i].help);
+		sf_expo_u64(x, f[i].name, NULL, sf_stats_ubuf(f[i].what));
+	}
+}
+
 int sf_metrics_render(char **text, size_t *len)
 {
 	struct sf_expo x;
@@ -464,6 +494,7 @@ int sf_metrics_render(char **text, size_t *len)
 	}
 	sf_expo_init(&x);
 	write_process(&x);
+	write_uring(&x);
 	if (rc == 0) {
 		write_rules(&x, &v);
 		write_upstreams(&x, &v);

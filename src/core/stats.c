@@ -160,3 +160,21 @@ void sf_stats_reloaded(int ok) { sf_ctr_add(ok ? &reloads : &reload_failures, 1,
 uint64_t sf_stats_reloads(void) { return sf_ctr_get(&reloads); }
 
 uint64_t sf_stats_reload_failures(void) { return sf_ctr_get(&reload_failures); }
+
+static int64_t ubuf_ctr[SF_UB_COUNT];
+
+void sf_stats_ubuf_add(int what, int64_t delta)
+{
+	if (what >= 0 && what < SF_UB_COUNT)
+		__atomic_add_fetch(&ubuf_ctr[what], delta, __ATOMIC_RELAXED);
+}
+
+uint64_t sf_stats_ubuf(int what)
+{
+	int64_t v;
+
+	if (what < 0 || what >= SF_UB_COUNT)
+		return 0;
+	v = __atomic_load_n(&ubuf_ctr[what], __ATOMIC_RELAXED);
+	return v < 0 ? 0 : (uint64_t)v;
+}

@@ -9,8 +9,12 @@
  * is the shared non-blocking connect, completed by a poll on the ring.
  *
  * Notes that shaped it:
- * - The buffer ring and the queues of received buffers are uring_bufs.c
- *   (liburing 2.3, Debian 12's, lacks io_uring_setup_buf_ring: see there).
+ * - The provided buffers and the queues of received buffers are
+ *   uring_bufs.c (liburing 2.3, Debian 12's, lacks io_uring_setup_buf_ring:
+ *   see there). One group of UR_NBUFS buffers while the load is light;
+ *   more groups, each a ring of its own, while receives run out, up to
+ *   UR_POOL_BYTES per worker; retired again when the load falls, so an
+ *   idle worker maps one group whatever it went through.
  * - Sockets are switched to blocking once connected: on O_NONBLOCK files
  *   some kernels complete recv with -EAGAIN instead of waiting.
  * - Backpressure: when a direction holds UR_HIGH buffers not yet sent,
@@ -20,8 +24,11 @@
  * - A buffer being sent is never given back to the ring before its send
  *   completes, even when the connection dies: a reused buffer would leak
  *   another connection's bytes to this peer.
- * - The ring running out of buffers ends a multishot recv with -ENOBUFS;
- *   the direction waits on the starved list until a send returns one.
+ * - A group running out of buffers ends a multishot recv with -ENOBUFS:
+ *   armed again at once on a group with free buffers if there is one,
+ *   else the direction waits on the starved list (counted) until a send
+ *   returns a buffer or the pool grows, woken in order, as many as there
+ *   are free buffers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,12 +46,14 @@
 #include "sockfwd/fault.h"
 #include "sockfwd/log.h"
 #include "sockfwd/net.h"
+#include "sockfwd/stats.h"
 #include "sockfwd/udp.h"
 #include "sockfwd/uring_bufs.h"
 #include "sockfwd/worker.h"
 
 #define UR_SQ_ENTRIES	 1024
-#define UR_NBUFS	 128 /* provided buffers per worker, a power of two: 8 MiB at 64 KiB */
+#define UR_NBUFS	 128 /* provided buffers per group, a power of two: 8 MiB at 64 KiB */
+#define UR_POOL_BYTES	 (64u << 20) /* buffer memory per worker at most */
 #define UR_BGID		 0
 #define UR_HIGH		 4  /* buffers queued per direction before recv pauses */
 #define UR_ACCEPT_BUDGET 64 /* userspace accepts per readiness (max_conns rules) */
@@ -63,7 +72,8 @@ struct ur_dir {
 	uint8_t recv_armed;
 	uint8_t cancel_sent;
 	uint8_t send_armed;
-	uint8_t starved; /* waiting for the ring to have buffers again */
+	uint8_t starved;     /* waiting for a group to have buffers again */
+	unsigned short bgid; /* the group its receive was armed on */
 };
 
 struct ur_conn {
@@ -83,14 +93,19 @@ struct ur_conn {
 struct ur_loop {
 	struct sf_worker *w;
 	struct io_uring ring;
-	struct sf_ubufs bufs;
+	struct sf_ubpool bufs;
+	struct sf_timer pool_tm; /* ticks the pool while it may shrink */
+	uint64_t pub[3];	 /* starved, grown, retired: published so far */
+	size_t pub_bytes;
+	unsigned pub_live;
 	struct sf_timers timers;
 	/* Used through the LIST_* macros, which cppcheck does not follow into. */
 	/* cppcheck-suppress unusedStructMember */
-	LIST_HEAD(, ur_conn) all; /* every connection not yet freed */
-	struct ur_conn *starved;
-	struct ur_conn *dead; /* closed, freed after the completion batch */
-	unsigned naccepts;    /* accepts (or their polls) armed, any generation */
+	LIST_HEAD(, ur_conn) all;		 /* every connection not yet freed */
+	struct ur_conn *starved, **starved_tail; /* FIFO */
+	unsigned nstarved;			 /* connections on it */
+	struct ur_conn *dead;			 /* closed, freed after the completion batch */
+	unsigned naccepts; /* accepts (or their polls) armed, any generation */
 	int stop;
 	int draining; /* accepts cancelled: the listeners close once none is armed */
 	/*
@@ -249,6 +264,7 @@ static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
 {
 	struct ur_dir *dir = &x->d[d];
 	struct io_uring_sqe *sqe;
+	unsigned avail;
 
 	if (x->closed || x->connecting || dir->recv_armed || dir->starved ||
 	    (x->c.flags & SF_CONN_EOF(d)) || dir->q.n >= UR_HIGH)
@@ -260,7 +276,8 @@ static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
 	}
 	io_uring_prep_recv_multishot(sqe, x->c.fd[d], NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = UR_BGID;
+	dir->bgid = sf_ubpool_pick(&l->bufs, &avail);
+	sqe->buf_group = dir->bgid;
 	io_uring_sqe_set_data64(sqe, ud(x, UR_RECV, d));
 	dir->recv_armed = 1;
 	dir->cancel_sent = 0;
@@ -296,15 +313,37 @@ static void ur_maybe_shut(struct ur_loop *l, struct ur_conn *x, int d)
 		ur_close(l, x, SF_R_EOF, -1, 0, 0);
 }
 
-/* Buffers came back: let starved directions receive again. */
+/* Direction d of x ran out of buffers: wait at the tail of the starved list. */
+static void ur_starve(struct ur_loop *l, struct ur_conn *x, int d)
+{
+	x->d[d].starved = 1;
+	l->bufs.starved++;
+	if (x->on_starved)
+		return;
+	x->on_starved = 1;
+	x->starved_next = NULL;
+	if (l->starved == NULL)
+		l->starved = x;
+	else
+		*l->starved_tail = x;
+	l->starved_tail = &x->starved_next;
+	l->nstarved++;
+}
+
+/*
+ * Buffers came back or the pool grew: let starved directions receive
+ * again, oldest first, while a group has a free buffer not yet promised
+ * to a receive (each woken one is promised one), so a single returned
+ * buffer does not wake every waiter into another -ENOBUFS.
+ */
 static void ur_wake_starved(struct ur_loop *l)
 {
-	struct ur_conn *x = l->starved, *next;
+	struct ur_conn *x;
 	int d;
 
-	l->starved = NULL;
-	for (; x != NULL; x = next) {
-		next = x->starved_next;
+	while ((x = l->starved) != NULL && (x->closed || sf_ubpool_avail(&l->bufs) > 0)) {
+		l->starved = x->starved_next;
+		l->nstarved--;
 		x->on_starved = 0;
 		if (x->closed) {
 			ur_maybe_free(l, x);
@@ -328,15 +367,24 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 	if (last)
 		dir->recv_armed = 0;
 	if (res > 0) {
-		int bid = (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		int ref = sf_ubpool_ref(&l->bufs, dir->bgid,
+					(int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
 
+		if (ref < 0) {
+			/* Cannot happen: a group is freed only once nothing names it. */
+			sf_log_warnx("worker %u: receive into unknown buffer group %u", l->w->id,
+				     dir->bgid);
+			if (!x->closed)
+				ur_fail(l, x, d, -EIO);
+			goto out;
+		}
 		if (x->closed) {
-			sf_ubufs_drop(&l->bufs, bid);
+			sf_ubpool_drop(&l->bufs, ref);
 			if (l->starved != NULL)
 				ur_wake_starved(l);
 			goto out;
 		}
-		sf_ubufq_push(&l->bufs, &dir->q, bid, (uint32_t)res);
+		sf_ubufq_push(&l->bufs, &dir->q, ref, (uint32_t)res);
 		ur_arm_send(l, x, d);
 		if (dir->recv_armed && !dir->cancel_sent && dir->q.n >= UR_HIGH) {
 			ur_cancel(l, x, UR_RECV, d);
@@ -348,12 +396,12 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 		sf_conn_eof(&x->c, d);
 		ur_maybe_shut(l, x, d);
 	} else if (res == -ENOBUFS) {
-		dir->starved = 1;
-		if (!x->on_starved) {
-			x->on_starved = 1;
-			x->starved_next = l->starved;
-			l->starved = x;
-		}
+		/*
+		 * Its group ran dry or was retired: armed again below on the
+		 * group with the most free buffers, or it waits for one.
+		 */
+		if (sf_ubpool_avail(&l->bufs) == 0)
+			ur_starve(l, x, d);
 	} else if (res != -ECANCELED) {
 		ur_fail(l, x, d, res);
 		goto out;
@@ -657,8 +705,15 @@ static void ur_arm_udp(struct ur_loop *l)
 	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CMD, 1));
 }
 
+/*
+ * The UDP epoll set is readable. Draining, its sessions have ended but its
+ * sockets stay open until the accepts are cancelled (ur_unlisten): a
+ * datagram read then would start a session nobody ends, so none is read.
+ */
 static void ur_on_udp(struct ur_loop *l)
 {
+	if (l->draining)
+		return;
 	(void)sf_udp_poll(&l->udp);
 	if (!l->stop)
 		ur_arm_udp(l);
@@ -700,8 +755,8 @@ static void ur_on_cmd(struct ur_loop *l)
  * hands one out with an error. The multishot flag is kept: the kernel's
  * request is still armed, and the failed connection's close cancels it.
  */
-static int ur_fault(struct ur_loop *l, enum ur_op op, int side, const struct io_uring_cqe *cqe,
-		    struct io_uring_cqe *fc)
+static int ur_fault(struct ur_loop *l, struct ur_conn *x, enum ur_op op, int side,
+		    const struct io_uring_cqe *cqe, struct io_uring_cqe *fc)
 {
 	int kind, res;
 
@@ -720,7 +775,11 @@ static int ur_fault(struct ur_loop *l, enum ur_op op, int side, const struct io_
 	fc->res = res;
 	fc->flags = cqe->flags;
 	if (res < 0 && (fc->flags & IORING_CQE_F_BUFFER)) {
-		sf_ubufs_drop(&l->bufs, (int)(fc->flags >> IORING_CQE_BUFFER_SHIFT));
+		int ref = sf_ubpool_ref(&l->bufs, x->d[side].bgid,
+					(int)(fc->flags >> IORING_CQE_BUFFER_SHIFT));
+
+		if (ref >= 0)
+			sf_ubpool_drop(&l->bufs, ref);
 		fc->flags &= ~(uint32_t)IORING_CQE_F_BUFFER;
 		if (l->starved != NULL)
 			ur_wake_starved(l);
@@ -736,7 +795,7 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 	int side = (int)(data & 1);
 	struct io_uring_cqe fc;
 
-	if (sf_fault_cqe != NULL && ur_fault(l, (enum ur_op)((data >> 1) & 7), side, cqe, &fc))
+	if (sf_fault_cqe != NULL && ur_fault(l, x, (enum ur_op)((data >> 1) & 7), side, cqe, &fc))
 		cqe = &fc;
 	switch ((enum ur_op)((data >> 1) & 7)) {
 	case UR_ACCEPT:
@@ -772,6 +831,73 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 	case UR_CANCEL:
 		break;
 	}
+}
+
+/* Groups at most for buffers of size: UR_POOL_BYTES, at least one group. */
+static unsigned ur_pool_max(size_t size)
+{
+	size_t n = UR_POOL_BYTES / ((size_t)UR_NBUFS * size);
+
+	return n < 1 ? 1 : n > SF_UBP_SLOTS ? SF_UBP_SLOTS : (unsigned)n;
+}
+
+/* Bring the process-wide counters (stats.h) up to this worker's pool. */
+static void ur_publish(struct ur_loop *l)
+{
+	const struct sf_ubpool *p = &l->bufs;
+	const uint64_t now[3] = { p->starved, p->grown, p->retired };
+	int k;
+
+	for (k = 0; k < 3; k++) {
+		if (now[k] != l->pub[k])
+			sf_stats_ubuf_add(SF_UB_STARVED + k, (int64_t)(now[k] - l->pub[k]));
+		l->pub[k] = now[k];
+	}
+	if (p->live != l->pub_live)
+		sf_stats_ubuf_add(SF_UB_GROUPS, (int64_t)p->live - (int64_t)l->pub_live);
+	if (p->bytes != l->pub_bytes)
+		sf_stats_ubuf_add(SF_UB_BYTES, (int64_t)p->bytes - (int64_t)l->pub_bytes);
+	l->pub_live = p->live;
+	l->pub_bytes = p->bytes;
+}
+
+/* The worker ends: its groups are gone from the gauges (the totals stay). */
+static void ur_unpublish(struct ur_loop *l)
+{
+	sf_stats_ubuf_add(SF_UB_GROUPS, -(int64_t)l->pub_live);
+	sf_stats_ubuf_add(SF_UB_BYTES, -(int64_t)l->pub_bytes);
+	l->pub_live = 0;
+	l->pub_bytes = 0;
+}
+
+/*
+ * After each batch: let the pool grow, shrink or free a retired group
+ * (sf_ubpool_tick), wake starved directions onto new buffers, and keep
+ * a timer while the pool is above one group, so an idle worker still
+ * gives its groups back.
+ */
+static void ur_pool_tick(struct ur_loop *l)
+{
+	int quiet = io_uring_cq_ready(&l->ring) == 0 && !io_uring_cq_has_overflow(&l->ring);
+	int rc = sf_ubpool_tick(&l->bufs, l->nstarved, l->w->now_ms, quiet);
+
+	if (rc < 0 && l->w->now_ms - l->w->last_warn_ms >= 1000) {
+		l->w->last_warn_ms = l->w->now_ms;
+		sf_log_warnx("worker %u: cannot add an io_uring buffer group: %s", l->w->id,
+			     strerror(-rc));
+	}
+	if (l->starved != NULL)
+		ur_wake_starved(l);
+	if (sf_ubpool_pending(&l->bufs) && !sf_timer_armed(&l->pool_tm) && !l->stop)
+		sf_timer_set(&l->timers, &l->pool_tm, l->w->now_ms + SF_UBP_SHRINK_MS);
+	ur_publish(l);
+}
+
+/* The pool's timer: the tick after it runs in the loop (ur_pool_tick). */
+static void ur_on_pool_timer(void *ctx, struct sf_timer *tm)
+{
+	(void)ctx;
+	(void)tm;
 }
 
 static void ur_free_dead(struct ur_loop *l)
@@ -870,12 +996,17 @@ static int ur_run(struct sf_worker *w)
 	rc = ur_ring_init(&l->ring, UR_SQ_ENTRIES);
 	if (rc < 0)
 		goto fail_l;
-	rc = sf_ubufs_init(&l->bufs, &l->ring, UR_NBUFS, w->buffer_size, UR_BGID);
+	rc = sf_ubpool_init(&l->bufs, &l->ring, UR_NBUFS, w->buffer_size,
+			    ur_pool_max(w->buffer_size), UR_BGID);
 	if (rc < 0)
 		goto fail_ring;
+	l->starved_tail = &l->starved;
+	sf_timer_init(&l->pool_tm, ur_on_pool_timer);
+	ur_publish(l);
 	rc = sf_udp_init_own(&l->udp, w, &l->timers);
 	if (rc < 0) {
-		sf_ubufs_destroy(&l->bufs);
+		sf_ubpool_destroy(&l->bufs);
+		ur_unpublish(l);
 		goto fail_ring;
 	}
 	ur_arm_cmd(l);
@@ -896,6 +1027,7 @@ static int ur_run(struct sf_worker *w)
 		io_uring_cq_advance(&l->ring, n);
 		while ((tm = sf_timers_pop_due(&l->timers, w->now_ms)) != NULL)
 			tm->fn(l, tm);
+		ur_pool_tick(l);
 		ur_free_dead(l);
 		sf_udp_reap(&l->udp);
 		ur_unlisten(l);
@@ -917,7 +1049,8 @@ static int ur_run(struct sf_worker *w)
 	}
 	sf_udp_destroy(&l->udp);
 	sf_timers_destroy(&l->timers);
-	sf_ubufs_destroy(&l->bufs);
+	sf_ubpool_destroy(&l->bufs);
+	ur_unpublish(l);
 	free(l);
 	return rc;
 fail_ring:

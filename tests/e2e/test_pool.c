@@ -414,10 +414,13 @@ ENGINE_TEST(pool, connect_timeout_failover, 60)
 	silent_stop(&q);
 }
 
-/* Only a silent upstream: after --connect-timeout the client is reset, each time. */
+/*
+ * Only a silent upstream: after --connect-timeout the client is reset, each
+ * time, and the close line gives the timeout as the cause, not a refusal.
+ */
 ENGINE_TEST(pool, connect_timeout_reset, 60)
 {
-	const char *flags[] = { "--connect-timeout", "300ms", NULL };
+	const char *flags[] = { "--connect-timeout", "300ms", "-v", NULL };
 	char a[64];
 	const char *ups[2];
 	struct silent q;
@@ -433,6 +436,10 @@ ENGINE_TEST(pool, connect_timeout_reset, 60)
 		recv_expect_reset(fd, 5000);
 		close(fd);
 	}
+	cr_assert(fwd_log_wait(&f, E2E_RESET_MS, "connect-timeout", "timed out"),
+		  "no close line with the timeout as its cause; stderr:\n%s", fwd_stderr_tail(&f));
+	cr_assert_eq(fwd_log_count(&f, "connect-timeout", "refused"), 0,
+		     "a connect timeout logged as refused; stderr:\n%s", fwd_stderr_tail(&f));
 	fwd_stop(&f);
 	silent_stop(&q);
 }

@@ -930,6 +930,9 @@ UDP_TEST(udp, drain, 60)
 	echo_roundtrip(t, 5, 1000);
 	sys_assert(kill(f.pid, SIGTERM) == 0, "SIGTERM");
 	cr_assert(fwd_log_wait(&f, 5000, "close udp", "reason=stop"), "%s", fwd_stderr_tail(&f));
+	/* Every worker closed its sockets (one may still hold its own till then). */
+	cr_assert(fwd_log_wait(&f, 5000, "drain: stopped accepting", NULL), "%s",
+		  fwd_stderr_tail(&f));
 	cr_assert(no_answer(a, c.lport[0], 300), "a draining forwarder still answers UDP");
 	/* The TCP connection goes on, then ends the drain. */
 	echo_roundtrip(t, 6, 1000);

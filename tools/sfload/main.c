@@ -3,6 +3,7 @@
  *
  *   sfload serve        -l HOST:PORT
  *   sfload stream       -c HOST:PORT [-n STREAMS] [-t SEC] [-d c2s|s2c] [-s CHUNK]
+ *                       [-T THREADS] [-P] [-W]
  *   sfload crr          -c HOST:PORT [-n CLIENTS] [-t SEC] [-m MAXCONNS] [-s SIZE] [-a NADDR]
  *   sfload rr           -c HOST:PORT [-n CONNS] [-t SEC] [-s SIZE]
  *   sfload idle         -c HOST:PORT [-n CONNS] [-H SEC] [-W] [-a NADDR]
@@ -58,7 +59,8 @@ static const struct command commands[] = {
 static void __attribute__((noreturn)) usage(void)
 {
 	fputs("usage: sfload serve -l HOST:PORT\n"
-	      "       sfload stream -c HOST:PORT [-n STREAMS] [-t SEC] [-d c2s|s2c] [-s CHUNK]\n"
+	      "       sfload stream -c HOST:PORT [-n STREAMS] [-t SEC] [-d c2s|s2c] [-s CHUNK]"
+	      " [-T THREADS] [-P] [-W]\n"
 	      "       sfload crr -c HOST:PORT [-n CLIENTS] [-t SEC] [-m MAX] [-s SIZE] [-a NADDR]\n"
 	      "       sfload rr -c HOST:PORT [-n CONNS] [-t SEC] [-s SIZE]\n"
 	      "       sfload idle -c HOST:PORT [-n CONNS] [-H SEC] [-W] [-a NADDR]\n"
@@ -96,7 +98,8 @@ static void parse_opts(int argc, char **argv, const struct command *cmd, struct 
 	o->hold = 1;
 	o->batch = 32;
 	o->window = 64;
-	while ((c = getopt(argc, argv, "l:c:n:t:d:s:m:a:H:WR:b:w:")) != -1) {
+	o->threads = 1;
+	while ((c = getopt(argc, argv, "l:c:n:t:d:s:m:a:H:WR:b:w:T:P")) != -1) {
 		switch (c) {
 		case 'l':
 		case 'c':
@@ -140,6 +143,12 @@ static void parse_opts(int argc, char **argv, const struct command *cmd, struct 
 		case 'w':
 			o->window = (unsigned)strtoul(optarg, NULL, 10);
 			break;
+		case 'T':
+			o->threads = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'P':
+			o->per_stream = 1;
+			break;
 		default:
 			usage();
 		}
@@ -147,7 +156,7 @@ static void parse_opts(int argc, char **argv, const struct command *cmd, struct 
 	if (optind != argc || !o->have_target || o->n == 0 || o->n > 1000000 || o->seconds <= 0 ||
 	    o->seconds > 3600 || o->naddr > 65000 || o->hold < 0 || o->hold > 3600 || o->rate < 0 ||
 	    o->rate > 1e8 || o->batch == 0 || o->batch > 1024 || o->window == 0 ||
-	    o->window > 65536)
+	    o->window > 65536 || o->threads == 0 || o->threads > 256)
 		usage();
 	if (cmd->udp && o->size != 0 && (o->size < UDP_MIN_SIZE || o->size > UDP_MAX_SIZE)) {
 		fprintf(stderr, "sfload: -s %zu: a datagram is 16 to 65507 bytes\n", o->size);

@@ -42,6 +42,8 @@ struct opts {
 	double rate;	   /* udp-stream: datagrams per second, 0 = as fast as it can */
 	unsigned batch;	   /* udp-stream: datagrams per sendmmsg/recvmmsg */
 	unsigned window;   /* udp-sessions: first datagrams in flight at once */
+	unsigned threads;  /* stream: threads the streams are spread over */
+	int per_stream;	   /* stream: list every stream's bytes in the result */
 };
 
 /* Latency samples in nanoseconds, kept up to SL_LAT_CAP. */

@@ -1,0 +1,354 @@
+/*
+ * The io_uring engine's provided buffer pool under hundreds of bulk
+ * streams (src/engine/uring.c, uring_bufs.c): 320 echo streams at once
+ * through -b uring -j 1, data compared by hash. The clients first write
+ * without reading, so every stream's upstream-to-client direction holds
+ * buffers its client does not take: the pool must grow to its cap and
+ * directions must starve, and once the clients read, every starved
+ * direction must be armed again and every byte arrive. When the load is
+ * gone the pool gives its groups back: the metrics show one group and
+ * the bytes it started with, and the exit stats line agrees with them.
+ * With buffers so large that one group is the cap, the pool never grows
+ * and the same streams still complete through starvation alone.
+ */
+#include "harness.h"
+
+#ifdef SF_HAVE_URING
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NSTREAMS   320
+#define STREAM_LEN (512 * KiB)
+#define SCHUNK	   (16 * KiB)
+#define PHASE_MS   30000 /* bound on each wait */
+
+struct stream {
+	int fd;
+	struct gen g;
+	unsigned char chunk[SCHUNK];
+	size_t clen, coff; /* the chunk being written */
+	uint64_t sent, got, h;
+	int shut, eof;
+};
+
+/* GET /metrics on port into buf (NUL-terminated); returns the body or NULL. */
+static const char *scrape(int port, char *buf, size_t cap)
+{
+	static const char req[] =
+		"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	size_t n = 0;
+	int fd = tcp_connect(AF_INET, port);
+	const char *body;
+
+	send_all(fd, req, sizeof(req) - 1);
+	for (int i = 0; n + 1 < cap && i < 100000; i++) {
+		ssize_t r = recv(fd, buf + n, cap - 1 - n, 0);
+
+		sys_assert(r >= 0, "recv metrics");
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	buf[n] = '\0';
+	close(fd);
+	cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "GET /metrics: %.40s", buf);
+	body = strstr(buf, "\r\n\r\n");
+	return body != NULL ? body + 4 : NULL;
+}
+
+/* The value of the unlabelled series name in text; fails when absent. */
+static long long metric_value(const char *text, const char *name)
+{
+	char key[128];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\n%s ", name);
+	p = text != NULL ? strstr(text, key) : NULL;
+	cr_assert(p != NULL, "no %s in the metrics:\n%s", name, text ? text : "");
+	return strtoll(p + strlen(key), NULL, 10);
+}
+
+static long long scrape_value(int port, const char *name)
+{
+	static char buf[256 * 1024];
+
+	return metric_value(scrape(port, buf, sizeof(buf)), name);
+}
+
+/* A number after key= in f's exit stats line. */
+static long long stats_value(const struct fwd *f, const char *key)
+{
+	char line[1024], k[48];
+	const char *p;
+
+	cr_assert(fwd_log_line(f, "stats:", NULL, line, sizeof(line)) != NULL,
+		  "no stats line; stderr:\n%s", fwd_stderr_tail(f));
+	snprintf(k, sizeof(k), " %s=", key);
+	p = strstr(line, k);
+	cr_assert(p != NULL, "no %s in the stats line: %s", key, line);
+	return strtoll(p + strlen(k), NULL, 10);
+}
+
+static void streams_open(struct stream *s, int n, int port)
+{
+	int small = 16 * 1024;
+
+	for (int i = 0; i < n; i++) {
+		memset(&s[i], 0, sizeof(s[i]));
+		s[i].fd = tcp_connect(AF_INET, port);
+		/* A small window: what the client does not read stays in the forwarder. */
+		sys_assert(setsockopt(s[i].fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) == 0,
+			   "SO_RCVBUF");
+		sys_assert(fcntl(s[i].fd, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+		gen_init(&s[i].g, 5000 + (uint64_t)i);
+		s[i].h = HASH_INIT;
+	}
+}
+
+/* Write what s can take now; half-close once all is sent. Returns 1 when it would block. */
+static int stream_write(struct stream *s)
+{
+	for (int i = 0; i < 1000 && s->sent < STREAM_LEN; i++) {
+		ssize_t w;
+
+		if (s->coff == s->clen) {
+			s->clen = STREAM_LEN - s->sent < SCHUNK ? (size_t)(STREAM_LEN - s->sent)
+								: SCHUNK;
+			gen_fill(&s->g, s->chunk, s->clen);
+			s->coff = 0;
+		}
+		w = send(s->fd, s->chunk + s->coff, s->clen - s->coff, MSG_NOSIGNAL);
+		if (w < 0 && errno == EAGAIN)
+			return 1;
+		sys_assert(w > 0, "send after %llu bytes", (unsigned long long)s->sent);
+		s->coff += (size_t)w;
+		s->sent += (uint64_t)w;
+	}
+	if (s->sent == STREAM_LEN && !s->shut) {
+		sys_assert(shutdown(s->fd, SHUT_WR) == 0, "shutdown");
+		s->shut = 1;
+	}
+	return s->sent < STREAM_LEN;
+}
+
+static void stream_read(struct stream *s)
+{
+	unsigned char buf[SCHUNK];
+
+	for (int i = 0; i < 1000 && !s->eof; i++) {
+		ssize_t r = recv(s->fd, buf, sizeof(buf), 0);
+
+		if (r < 0 && errno == EAGAIN)
+			return;
+		sys_assert(r >= 0, "recv after %llu bytes", (unsigned long long)s->got);
+		if (r == 0) {
+			s->eof = 1;
+			return;
+		}
+		s->h = hash_update(s->h, buf, (size_t)r);
+		s->got += (uint64_t)r;
+		cr_assert(s->got <= STREAM_LEN, "more bytes back than sent");
+	}
+}
+
+/*
+ * Phase one: the clients write without reading until each has sent all
+ * or would block, and the pool shows pressure: done(port) says so.
+ */
+static void write_until(struct stream *s, int n, int port, int (*done)(int port))
+{
+	uint64_t end = now_ms() + PHASE_MS;
+	int ok = 0;
+
+	while (now_ms() < end && !ok) {
+		for (int i = 0; i < n; i++)
+			stream_write(&s[i]);
+		ok = done(port);
+		if (!ok)
+			sleep_ms(20);
+	}
+	cr_assert(ok,
+		  "no buffer pressure after %d ms of clients not reading: groups %lld, "
+		  "starved %lld",
+		  PHASE_MS, scrape_value(port, "sockfwd_uring_buffer_groups"),
+		  scrape_value(port, "sockfwd_uring_buffer_starved_total"));
+}
+
+/*
+ * Phase two: read and write everything with poll, each stream to EOF;
+ * every echo must match what was sent. Samples the groups gauge into *peak.
+ */
+static void finish(struct stream *s, int n, int port, long long *peak)
+{
+	static struct pollfd pf[NSTREAMS];
+	uint64_t end = now_ms() + 4 * PHASE_MS, next = 0;
+	int left = n;
+
+	cr_assert(n <= NSTREAMS);
+	while (left > 0) {
+		cr_assert(now_ms() < end, "%d of %d streams unfinished", left, n);
+		if (now_ms() >= next) {
+			long long g = scrape_value(port, "sockfwd_uring_buffer_groups");
+
+			*peak = g > *peak ? g : *peak;
+			next = now_ms() + 100;
+		}
+		for (int i = 0; i < n; i++) {
+			pf[i].fd = s[i].eof ? -1 : s[i].fd;
+			pf[i].events = POLLIN | (s[i].sent < STREAM_LEN ? POLLOUT : 0);
+			pf[i].revents = 0;
+		}
+		sys_assert(poll(pf, (nfds_t)n, 100) >= 0, "poll");
+		left = 0;
+		for (int i = 0; i < n; i++) {
+			if (pf[i].revents & POLLOUT)
+				stream_write(&s[i]);
+			if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
+				stream_read(&s[i]);
+			left += !s[i].eof;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(s[i].got, STREAM_LEN, "stream %d: %llu of %llu bytes back", i,
+			     (unsigned long long)s[i].got, (unsigned long long)STREAM_LEN);
+		cr_assert(s[i].h == gen_hash(5000 + (uint64_t)i, STREAM_LEN),
+			  "stream %d: echo differs", i);
+		close(s[i].fd);
+	}
+}
+
+static void start(struct fwd *f, struct srv *srv, char *maddr, size_t mlen, int *mport,
+		  const char *bufsize)
+{
+	struct fwd_opts o = { .engine = "uring", .threads = 1, .nofile = 20000 };
+	char r[64];
+	int k = 0;
+
+	raise_nofile();
+	srv_start(srv, AF_INET, SRV_ECHO, 0, 0);
+	*mport = pick_port(AF_INET);
+	loop_addr(maddr, mlen, AF_INET, *mport);
+	o.remote = srv_addr(srv, r, sizeof(r));
+	o.extra[k++] = "--metrics";
+	o.extra[k++] = maddr;
+	if (bufsize != NULL) {
+		o.extra[k++] = "--buffer-size";
+		o.extra[k++] = bufsize;
+	}
+	o.extra[k] = NULL;
+	fwd_start(f, &o);
+}
+
+/* Stop f; its exit stats line must agree with the last scrape. */
+static void stop_and_compare(struct fwd *f, long long starved, long long grown, long long retired)
+{
+	fwd_signal_wait(f, SIGTERM);
+	cr_assert(WIFEXITED(f->status) && WEXITSTATUS(f->status) == 0, "sockfwd: %s; stderr:\n%s",
+		  fwd_status_str(f), fwd_stderr_tail(f));
+	cr_assert_eq(stats_value(f, "uring_starved"), starved);
+	cr_assert_eq(stats_value(f, "uring_grown"), grown);
+	cr_assert_eq(stats_value(f, "uring_retired"), retired);
+}
+
+/* At the cap of 64 MiB / (128 x 64 KiB): 8 groups, and someone waited. */
+static int at_cap(int port)
+{
+	return scrape_value(port, "sockfwd_uring_buffer_groups") == 8 &&
+	       scrape_value(port, "sockfwd_uring_buffer_starved_total") > 0;
+}
+
+Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = 240)
+{
+	static struct stream s[NSTREAMS];
+	struct srv srv;
+	struct fwd f;
+	char maddr[64];
+	long long bytes0, peak = 0, groups, bytes, grown, retired, starved;
+	uint64_t end;
+	int mport;
+
+	start(&f, &srv, maddr, sizeof(maddr), &mport, NULL);
+	/* The listener accepts before the worker has set its pool up: wait for it. */
+	end = now_ms() + PHASE_MS;
+	while ((groups = scrape_value(mport, "sockfwd_uring_buffer_groups")) == 0 && now_ms() < end)
+		sleep_ms(20);
+	cr_assert_eq(groups, 1, "starts with %lld groups, not one", groups);
+	bytes0 = scrape_value(mport, "sockfwd_uring_buffer_bytes");
+	cr_assert(bytes0 >= (long long)(128 * 64 * KiB), "one group maps %lld bytes", bytes0);
+	cr_assert_eq(scrape_value(mport, "sockfwd_uring_buffer_starved_total"), 0);
+
+	streams_open(s, NSTREAMS, f.port);
+	write_until(s, NSTREAMS, mport, at_cap);
+	cr_assert(scrape_value(mport, "sockfwd_uring_buffer_bytes") <= 8 * bytes0,
+		  "more than 8 groups' memory mapped");
+	finish(s, NSTREAMS, mport, &peak);
+	cr_assert(peak <= 8, "%lld groups seen, the cap is 8", peak);
+	cr_assert_eq(atomic_load(&srv.failures), 0, "upstream failures");
+
+	/* Idle: back to one group and the bytes it started with (bounded wait). */
+	end = now_ms() + PHASE_MS;
+	do {
+		sleep_ms(50);
+		groups = scrape_value(mport, "sockfwd_uring_buffer_groups");
+		bytes = scrape_value(mport, "sockfwd_uring_buffer_bytes");
+	} while ((groups != 1 || bytes != bytes0) && now_ms() < end);
+	cr_assert(groups == 1 && bytes == bytes0,
+		  "idle pool: %lld groups and %lld bytes, started with 1 and %lld", groups, bytes,
+		  bytes0);
+	grown = scrape_value(mport, "sockfwd_uring_buffer_groups_grown_total");
+	retired = scrape_value(mport, "sockfwd_uring_buffer_groups_retired_total");
+	starved = scrape_value(mport, "sockfwd_uring_buffer_starved_total");
+	cr_assert(grown >= 7, "grew %lld groups to reach 8", grown);
+	cr_assert_eq(retired, grown, "grown %lld, retired %lld, one group left", grown, retired);
+	cr_log_info("320 streams: %lld groups grown, %lld retired, %lld starved receives", grown,
+		    retired, starved);
+	stop_and_compare(&f, starved, grown, retired);
+	fwd_release(&f);
+	srv_stop(&srv);
+}
+
+/* A pool that cannot grow: somebody waited for a buffer. */
+static int starved_one_group(int port)
+{
+	cr_assert(scrape_value(port, "sockfwd_uring_buffer_groups") <= 1, "a capped pool grew");
+	return scrape_value(port, "sockfwd_uring_buffer_starved_total") > 0;
+}
+
+/*
+ * 512 KiB buffers: 128 of them are 64 MiB, the whole cap. The pool stays
+ * at one group; directions starve, are armed again as buffers come back,
+ * and all 320 streams complete intact.
+ */
+Test(uring_pool, capped_at_one_group_starved_streams_complete, .timeout = 240)
+{
+	static struct stream s[NSTREAMS];
+	struct srv srv;
+	struct fwd f;
+	char maddr[64];
+	long long peak = 0, starved;
+	int mport;
+
+	start(&f, &srv, maddr, sizeof(maddr), &mport, "512k");
+	streams_open(s, NSTREAMS, f.port);
+	write_until(s, NSTREAMS, mport, starved_one_group);
+	finish(s, NSTREAMS, mport, &peak);
+	cr_assert_eq(peak, 1, "%lld groups with a cap of one", peak);
+	cr_assert_eq(scrape_value(mport, "sockfwd_uring_buffer_groups_grown_total"), 0);
+	starved = scrape_value(mport, "sockfwd_uring_buffer_starved_total");
+	cr_assert_eq(atomic_load(&srv.failures), 0, "upstream failures");
+	stop_and_compare(&f, starved, 0, 0);
+	fwd_release(&f);
+	srv_stop(&srv);
+}
+
+#endif
