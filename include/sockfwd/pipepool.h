@@ -29,7 +29,7 @@ struct sf_pipepool {
 /* What the live-pipe cap is derived from (sf_pipepool_cap). */
 struct sf_pipe_limits {
 	uint64_t nofile;     /* RLIMIT_NOFILE soft limit; 0: unlimited */
-	uint64_t soft_pages; /* fs.pipe-user-pages-soft; 0: no limit */
+	uint64_t soft_pages; /* fs.pipe-user-pages-soft; 0: no limit, or exempt (root) */
 	size_t page_size;
 };
 
@@ -40,7 +40,9 @@ struct sf_pipe_limits {
 
 /*
  * The limits of this process: RLIMIT_NOFILE and
- * /proc/sys/fs/pipe-user-pages-soft (0 when it cannot be read).
+ * /proc/sys/fs/pipe-user-pages-soft (0 when it cannot be read, or when
+ * the kernel does not apply it to this process: CAP_SYS_RESOURCE or
+ * CAP_SYS_ADMIN).
  */
 void sf_pipe_limits_read(struct sf_pipe_limits *lim);
 

@@ -3,6 +3,7 @@
  * an idle connection holds none (HAProxy's src/pipe.c does the same).
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,27 @@ void sf_pipepool_discard(struct sf_pipepool *pp, struct sf_pipe *p)
 	pipe_close(p);
 }
 
+/*
+ * Whether the kernel exempts this process from fs.pipe-user-pages-soft:
+ * it does for CAP_SYS_RESOURCE or CAP_SYS_ADMIN (pipe_is_unprivileged_user
+ * in fs/pipe.c), so root's pipes keep their size and only the descriptor
+ * bound applies. Read after the privilege drop (workers start after it).
+ */
+static int pipe_privileged(void)
+{
+	char line[128];
+	unsigned long long eff = 0;
+	int found = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = sscanf(line, "CapEff: %llx", &eff) == 1;
+	fclose(f);
+	return found && (eff & (1ull << CAP_SYS_RESOURCE | 1ull << CAP_SYS_ADMIN)) != 0;
+}
+
 void sf_pipe_limits_read(struct sf_pipe_limits *lim)
 {
 	struct rlimit rl;
@@ -142,7 +164,7 @@ void sf_pipe_limits_read(struct sf_pipe_limits *lim)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		lim->nofile = rl.rlim_cur;
 	lim->soft_pages = 0;
-	if ((f = fopen("/proc/sys/fs/pipe-user-pages-soft", "re")) != NULL) {
+	if (!pipe_privileged() && (f = fopen("/proc/sys/fs/pipe-user-pages-soft", "re")) != NULL) {
 		if (fscanf(f, "%llu", &v) == 1)
 			lim->soft_pages = v;
 		fclose(f);
@@ -174,9 +196,9 @@ static uint64_t pipe_pages(size_t size, size_t page_size)
  *   user may hold in pipe pages before the kernel shrinks new pipes to
  *   two pages. A pipe of pipe_size is charged its size in pages rounded
  *   up to a power of two, and at least the 16 pages every pipe starts
- *   with: P = S / max(pages, 16). The bound holds for root too, which the
- *   kernel exempts: the sysctl is the operator's budget for pipe memory
- *   (64 MiB by default, 256 pipes of 256 KiB).
+ *   with: P = S / max(pages, 16) (64 MiB by default: 256 pipes of
+ *   256 KiB). As in the kernel, it does not bind a process with
+ *   CAP_SYS_RESOURCE or CAP_SYS_ADMIN (sf_pipe_limits_read gives S = 0).
  *
  * The least of the two is split evenly between the workers.
  */
