@@ -162,7 +162,8 @@ static inline void sf_conn_eof(struct sf_conn *c, int d) { c->flags |= SF_CONN_E
 /*
  * Every byte of direction d read before its FIN has been written: pass
  * the FIN on with shutdown(SHUT_WR). Returns 1 when both directions are
- * done (the caller then calls sf_conn_close), else 0.
+ * done: then no shutdown is made, and the caller must close both sockets
+ * (sf_conn_close), which passes the FIN on. Else 0.
  */
 int sf_conn_shut(struct sf_conn *c, int d);
 

@@ -178,13 +178,20 @@ static void half_close(int cl[2], int up[2])
 	errno = 0;
 	cr_assert_eq(recv(cl[0], buf, sizeof(buf), MSG_DONTWAIT), -1, "the client saw EOF");
 	cr_assert_eq(errno, EAGAIN);
-	/* The upstream's FIN passed on: both done. */
+	/*
+	 * The upstream's FIN: both done, so no shutdown is made (the
+	 * client sees nothing yet) and the close passes the FIN on, an
+	 * orderly EOF, not a reset.
+	 */
 	cr_assert_eq(sf_conn_shut(&c, SF_U2C), 1);
-	cr_assert(fx_readable(cl[0]));
-	cr_assert_eq(recv(cl[0], buf, sizeof(buf), 0), 0, "the client sees EOF now");
 	cr_assert_eq(c.flags & (SF_CONN_SHUT(0) | SF_CONN_SHUT(1)),
 		     SF_CONN_SHUT(0) | SF_CONN_SHUT(1));
+	errno = 0;
+	cr_assert_eq(recv(cl[0], buf, sizeof(buf), MSG_DONTWAIT), -1, "EOF before the close");
+	cr_assert_eq(errno, EAGAIN);
 	sf_conn_close(&c);
+	cr_assert(fx_readable(cl[0]));
+	cr_assert_eq(recv(cl[0], buf, sizeof(buf), 0), 0, "the client sees EOF after the close");
 	cr_assert_eq(g->rules[0].st->w[0].closed[SF_R_EOF], 1);
 	close(cl[0]);
 	close(up[1]);
