@@ -97,7 +97,12 @@ static void sp_no_pipe(struct rx_loop *l, struct rx_conn *x, int err)
 	if (pp->short_warned)
 		return;
 	pp->short_warned = 1;
-	if (err == ENOBUFS)
+	if (err == ENOBUFS && pp->max_live == 0)
+		sf_log_warnx("worker %u: its pipe cap is 0 (RLIMIT_NOFILE or "
+			     "fs.pipe-user-pages-soft too low for a pipe per worker); every byte "
+			     "copies through buffers (see docs/operations.md, Limits)",
+			     l->w->id);
+	else if (err == ENOBUFS)
 		sf_log_warnx("worker %u: all %u pipes of its cap are lent; more bulk directions "
 			     "copy through buffers (see docs/operations.md, Limits)",
 			     l->w->id, pp->max_live);
