@@ -413,7 +413,16 @@ def h_echo(srv, c):
         while True:
             b = c.recv(262144)
             if not b:
-                c.shutdown(socket.SHUT_WR)
+                try:
+                    c.shutdown(socket.SHUT_WR)
+                except OSError as e:
+                    # A reset right behind the FIN: recv gave the FIN, the
+                    # socket is gone by the shutdown (ENOTCONN). Unrecorded,
+                    # the check would see no end at all.
+                    if e.errno != errno.ENOTCONN:
+                        raise
+                    srv.record(token, "reset", n)
+                    return
                 srv.record(token, "eof", n, d.hexdigest())
                 return
             d.update(b)
@@ -423,6 +432,8 @@ def h_echo(srv, c):
         srv.record(token, "reset", n)
     except socket.timeout:
         srv.record(token, "timeout", n)
+    except OSError as e:
+        srv.record(token, "error-%s" % errno.errorcode.get(e.errno, e.errno), n)
 
 
 def h_sink(srv, c):
@@ -464,6 +475,9 @@ def h_source(srv, c):
         srv.record(token, "eof", n, d.hexdigest())
     except (ConnectionResetError, BrokenPipeError):
         srv.record(token, "reset")
+    except OSError as e:
+        # ENOTCONN: the shutdown came after a reset (as in h_echo).
+        srv.record(token, "reset" if e.errno == errno.ENOTCONN else "error-%s" % errno.errorcode.get(e.errno, e.errno))
 
 
 def h_early(srv, c):
