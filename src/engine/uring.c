@@ -195,8 +195,20 @@ static void ur_cancel(struct ur_loop *l, void *x, enum ur_op op, int side)
 {
 	struct io_uring_sqe *sqe = ur_sqe(l);
 
-	if (sqe == NULL)
-		return; /* the ring's exit cancels it at worst */
+	if (sqe == NULL) {
+		/*
+		 * No SQE: cancel synchronously. Left armed, a receive would
+		 * hold its socket's file open past our close, so a reset
+		 * would never be sent and the connection never freed.
+		 */
+		struct io_uring_sync_cancel_reg reg = {
+			.addr = ud(x, op, side),
+			.timeout = { .tv_sec = -1, .tv_nsec = -1 },
+		};
+
+		(void)io_uring_register_sync_cancel(&l->ring, &reg);
+		return;
+	}
 	io_uring_prep_cancel64(sqe, ud(x, op, side), 0);
 	io_uring_sqe_set_data64(sqe, ud(NULL, UR_CANCEL, 0));
 }
