@@ -32,9 +32,20 @@ static void check_cfg(const struct sf_config *cfg)
 		return;
 	}
 	FUZZ_CHECK(cfg->nrules == 1, "%zu rules", cfg->nrules);
-	FUZZ_CHECK(cfg->rules[0].nlisten >= 1 && cfg->rules[0].nups >= 1 &&
-			   cfg->rules[0].nups <= SF_POOL_MAX,
-		   "%zu listen, %zu upstreams", cfg->rules[0].nlisten, cfg->rules[0].nups);
+	/* --meet joins two listens, --bridge two upstreams; forward has both sides. */
+	if (cfg->rules[0].mode == SF_MODE_MEET)
+		FUZZ_CHECK(cfg->rules[0].nlisten == 2 && cfg->rules[0].nups == 0,
+			   "meet: %zu listen, %zu upstreams", cfg->rules[0].nlisten,
+			   cfg->rules[0].nups);
+	else if (cfg->rules[0].mode == SF_MODE_BRIDGE)
+		FUZZ_CHECK(cfg->rules[0].nlisten == 0 && cfg->rules[0].nups == 2,
+			   "bridge: %zu listen, %zu upstreams", cfg->rules[0].nlisten,
+			   cfg->rules[0].nups);
+	else
+		FUZZ_CHECK(cfg->rules[0].mode == SF_MODE_FORWARD && cfg->rules[0].nlisten >= 1 &&
+				   cfg->rules[0].nups >= 1 && cfg->rules[0].nups <= SF_POOL_MAX,
+			   "mode %d: %zu listen, %zu upstreams", cfg->rules[0].mode,
+			   cfg->rules[0].nlisten, cfg->rules[0].nups);
 	for (i = 0; i < cfg->rules[0].nups; i++)
 		FUZZ_CHECK(cfg->rules[0].ups[i].weight >= 1 &&
 				   cfg->rules[0].ups[i].weight <= SF_WEIGHT_MAX,

@@ -796,3 +796,33 @@ Test(options, bad_operations_flags)
 	PARSE_BAD(WORDS("--drain-timeout"), "-l", ":1", "-r", "h:2", "--drain-timeout", "soon");
 	PARSE_BAD(WORDS("--log-format", "xml"), "-l", ":1", "-r", "h:2", "--log-format", "xml");
 }
+
+/*
+ * The shapes of the pairing modes (the fuzzer's options property once
+ * expected an upstream in every rule; input
+ * tests/fuzz/corpus/options/regress-udp-meet-two-listens): --meet is two
+ * listens and no upstream, --bridge two upstreams and no listen; -u with
+ * --meet parses, and sf_config_finish refuses it with a message.
+ */
+Test(options, pairing_modes_shapes)
+{
+	struct sf_config cfg;
+
+	cr_assert_eq(PARSE(&cfg, "--meet", "-l", ":9000", "-l", ":9001"), SF_OPT_RUN, "%s", errbuf);
+	cr_assert_eq(cfg.rules[0].mode, SF_MODE_MEET);
+	cr_assert_eq(cfg.rules[0].nlisten, 2);
+	cr_assert_eq(cfg.rules[0].nups, 0);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "--bridge", "-r", "127.0.0.1:1", "-r", "[::1]:2"), SF_OPT_RUN,
+		     "%s", errbuf);
+	cr_assert_eq(cfg.rules[0].mode, SF_MODE_BRIDGE);
+	cr_assert_eq(cfg.rules[0].nlisten, 0);
+	cr_assert_eq(cfg.rules[0].nups, 2);
+	sf_config_free(&cfg);
+	cr_assert_eq(PARSE(&cfg, "-u", "--meet", "-l", ":9000", "-l", ":9001"), SF_OPT_RUN, "%s",
+		     errbuf);
+	memset(errbuf, 0, sizeof(errbuf));
+	cr_assert_lt(sf_config_finish(&cfg, errbuf, sizeof(errbuf)), 0);
+	cr_assert(strstr(errbuf, "TCP only") != NULL, "message: %s", errbuf);
+	sf_config_free(&cfg);
+}
