@@ -97,8 +97,20 @@ static void check_loaded(const struct sf_config *cfg)
 		const struct sf_rule_conf *r = &cfg->rules[i];
 
 		FUZZ_CHECK(memchr(r->name, '\0', sizeof(r->name)) != NULL, "name not terminated");
-		FUZZ_CHECK(r->nlisten >= 1 && r->nups >= 1 && r->nups <= SF_POOL_MAX,
-			   "rule %s: %zu listen, %zu upstreams", r->name, r->nlisten, r->nups);
+		/* meet joins two listens, bridge two upstreams; forward has both sides. */
+		if (r->mode == SF_MODE_MEET)
+			FUZZ_CHECK(r->nlisten == 2 && r->nups == 0 && r->proto == SF_PROTO_TCP,
+				   "meet rule %s: %zu listen, %zu upstreams, proto %d", r->name,
+				   r->nlisten, r->nups, r->proto);
+		else if (r->mode == SF_MODE_BRIDGE)
+			FUZZ_CHECK(r->nlisten == 0 && r->nups == 2 && r->proto == SF_PROTO_TCP,
+				   "bridge rule %s: %zu listen, %zu upstreams, proto %d", r->name,
+				   r->nlisten, r->nups, r->proto);
+		else
+			FUZZ_CHECK(r->mode == SF_MODE_FORWARD && r->nlisten >= 1 && r->nups >= 1 &&
+					   r->nups <= SF_POOL_MAX,
+				   "rule %s: mode %d, %zu listen, %zu upstreams", r->name, r->mode,
+				   r->nlisten, r->nups);
 		for (j = 0; j < i; j++)
 			FUZZ_CHECK(strcmp(cfg->rules[j].name, r->name) != 0, "rule %s twice",
 				   r->name);
