@@ -91,7 +91,9 @@ static inline void fuzz_check_finished(const struct sf_config *cfg)
 					const struct sf_listen_conf *a = &cfg->rules[i].listen[j];
 					const struct sf_listen_conf *b = &cfg->rules[k].listen[l];
 
-					FUZZ_CHECK(strcmp(a->hp.host, b->hp.host) != 0 ||
+					/* A TCP and a UDP rule may share a port. */
+					FUZZ_CHECK(cfg->rules[i].proto != cfg->rules[k].proto ||
+							   strcmp(a->hp.host, b->hp.host) != 0 ||
 							   a->port_last < b->hp.port ||
 							   b->port_last < a->hp.port,
 						   "listen %s:%u-%u overlaps %u-%u", a->hp.host,
