@@ -277,6 +277,10 @@ Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = 240)
 	uint64_t end;
 	int mport;
 
+	/* The engine's pool growth is off (src/engine/uring.c, ur_pool_max). */
+	cr_skip_test("uring buffer pool growth disabled: data corruption in the hour soak "
+		     "(docs/testing.md); the capped test below still runs");
+
 	start(&f, &srv, maddr, sizeof(maddr), &mport, NULL);
 	/* The listener accepts before the worker has set its pool up: wait for it. */
 	end = now_ms() + PHASE_MS;
