@@ -868,10 +868,11 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 
 static unsigned ur_pool_max(size_t size)
 {
-	size_t n = UR_POOL_BYTES / ((size_t)UR_NBUFS * size);
+	size_t n;
 
 	if (!UR_POOL_GROW)
 		return 1;
+	n = UR_POOL_BYTES / ((size_t)UR_NBUFS * size);
 	return n < 1 ? 1 : n > SF_UBP_SLOTS ? SF_UBP_SLOTS : (unsigned)n;
 }
 
