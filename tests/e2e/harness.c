@@ -460,6 +460,34 @@ void fwd_start_srv(struct fwd *f, const char *engine, const struct srv *s)
 	fwd_start(f, &o);
 }
 
+/* Descriptors of process pid whose link begins with kind ("socket:", "pipe:"). */
+int proc_fds_of(pid_t pid, const char *kind)
+{
+	char dir[64], path[320], link[128];
+	struct dirent *d;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	dp = opendir(dir);
+	sys_assert(dp != NULL, "opendir %s", dir);
+	while ((d = readdir(dp)) != NULL) {
+		ssize_t len;
+
+		if (d->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue; /* closed meanwhile */
+		link[len] = '\0';
+		if (strncmp(link, kind, strlen(kind)) == 0)
+			n++;
+	}
+	closedir(dp);
+	return n;
+}
+
 /* ---- /proc ---- */
 
 long proc_status_field(pid_t pid, const char *name)
@@ -706,11 +734,11 @@ uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max)
 	return total;
 }
 
-void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
+int echo_bulk_port(int port, uint64_t seed, uint64_t len)
 {
 	struct sender snd;
 	uint64_t h, n;
-	int fd = tcp_connect(AF_INET, f->port);
+	int fd = tcp_connect(AF_INET, port), local = sock_local_port(fd);
 
 	sender_start(&snd, fd, seed, len, 1);
 	n = recv_to_eof(fd, &h, len);
@@ -720,6 +748,12 @@ void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
 	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
 		  (unsigned long long)len);
 	close(fd);
+	return local;
+}
+
+void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
+{
+	(void)echo_bulk_port(f->port, seed, len);
 }
 
 void recv_expect_eof(int fd)

@@ -161,6 +161,8 @@ const char *fwd_status_str(const struct fwd *f);
 long proc_status_field(pid_t pid, const char *name);
 /* Entries of /proc/PID/fd. */
 int proc_fd_count(pid_t pid);
+/* Descriptors of pid whose link begins with kind ("socket:", "pipe:"). */
+int proc_fds_of(pid_t pid, const char *kind);
 /* utime + stime of the whole process, in seconds. */
 double proc_cpu_seconds(pid_t pid);
 
@@ -194,6 +196,8 @@ uint64_t recv_to_eof(int fd, uint64_t *hash, uint64_t max);
  */
 struct fwd;
 void fwd_echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len);
+/* The same through AF_INET port; returns the client's local port. */
+int echo_bulk_port(int port, uint64_t seed, uint64_t len);
 /*
  * Read exactly n bytes within ms without failing: 0, -ETIMEDOUT, -EPIPE
  * (EOF first) or -errno.

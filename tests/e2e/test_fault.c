@@ -313,17 +313,47 @@ Test(fault, no_pipes_buffer_path, .timeout = 60)
 }
 
 /*
+ * The first upstream connect fails (spec): the client reads the identity
+ * of the pool's second upstream. With untouched, the first never saw a
+ * connection (the failure came before the kernel connected).
+ */
+static void fails_over(const char *engine, const char *spec, int untouched)
+{
+	struct srv a, b;
+	struct fwd f;
+	char ra[64], rb[64];
+
+	srv_start_id(&a, AF_INET, 1);
+	srv_start_id(&b, AF_INET, 2);
+	const char *extra[] = { "-r",	     srv_addr(&a, ra, sizeof(ra)),
+				"-r",	     srv_addr(&b, rb, sizeof(rb)),
+				"--balance", "first",
+				NULL };
+	start_fault(&f, engine, spec, extra);
+	cr_assert_eq(id_query(AF_INET, NULL, f.port), 2, "not failed over to the second upstream");
+	if (untouched)
+		cr_assert_eq(atomic_load(&a.accepted), 0, "the failed upstream got a connection");
+	fwd_stop(&f);
+	fwd_release(&f);
+	srv_stop(&a);
+	srv_stop(&b);
+}
+
+/*
  * accept4 fails with EMFILE three times: the worker warns that it is out
  * of descriptors, pauses accepting (no busy loop on a level-triggered
  * listener), then accepts the waiting client and serves it.
  */
-static void accept_emfile(const char *engine)
+static void accept_emfile_with(const char *engine, const char *flag, const char *value)
 {
 	struct srv s;
 	struct fwd f;
+	char remote[64];
+	const char *extra[] = { "-r", NULL, flag, value, NULL };
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
-	start_fault_srv(&f, engine, "accept4:1-3:EMFILE", &s);
+	extra[1] = srv_addr(&s, remote, sizeof(remote));
+	start_fault(&f, engine, "accept4:1-3:EMFILE", extra);
 	fwd_echo_bulk(&f, 14, 1 * MiB);
 	cr_assert(fwd_log_count(&f, "out of file descriptors", NULL) >= 1,
 		  "no descriptor warning; stderr:\n%s", fwd_stderr_tail(&f));
@@ -331,6 +361,8 @@ static void accept_emfile(const char *engine)
 	fwd_release(&f);
 	srv_stop(&s);
 }
+
+static void accept_emfile(const char *engine) { accept_emfile_with(engine, NULL, NULL); }
 
 Test(fault, accept_emfile_naive, .timeout = 60) { accept_emfile("naive"); }
 Test(fault, accept_emfile_epoll, .timeout = 60) { accept_emfile("epoll"); }
@@ -343,20 +375,7 @@ Test(fault, accept_emfile_splice, .timeout = 60) { accept_emfile("splice"); }
  */
 Test(fault, accept_emfile_uring_max_conns, .timeout = 60)
 {
-	struct srv s;
-	struct fwd f;
-	char remote[64];
-	const char *extra[] = { "-r", NULL, "--max-conns", "64", NULL };
-
-	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
-	extra[1] = srv_addr(&s, remote, sizeof(remote));
-	start_fault(&f, "uring", "accept4:1-3:EMFILE", extra);
-	fwd_echo_bulk(&f, 14, 1 * MiB);
-	cr_assert(fwd_log_count(&f, "out of file descriptors", NULL) >= 1,
-		  "no descriptor warning; stderr:\n%s", fwd_stderr_tail(&f));
-	fwd_stop(&f);
-	fwd_release(&f);
-	srv_stop(&s);
+	accept_emfile_with("uring", "--max-conns", "64");
 }
 
 /*
@@ -366,22 +385,7 @@ Test(fault, accept_emfile_uring_max_conns, .timeout = 60)
  */
 Test(fault, connect_cqe_fails_over_uring, .timeout = 60)
 {
-	struct srv a, b;
-	struct fwd f;
-	char ra[64], rb[64];
-
-	srv_start_id(&a, AF_INET, 1);
-	srv_start_id(&b, AF_INET, 2);
-	const char *extra[] = { "-r",	     srv_addr(&a, ra, sizeof(ra)),
-				"-r",	     srv_addr(&b, rb, sizeof(rb)),
-				"--balance", "first",
-				NULL };
-	start_fault(&f, "uring", "cqe_connect:1:ECONNREFUSED", extra);
-	cr_assert_eq(id_query(AF_INET, NULL, f.port), 2, "not failed over to the second upstream");
-	fwd_stop(&f);
-	fwd_release(&f);
-	srv_stop(&a);
-	srv_stop(&b);
+	fails_over("uring", "cqe_connect:1:ECONNREFUSED", 0);
 }
 #endif
 
@@ -390,26 +394,7 @@ Test(fault, connect_cqe_fails_over_uring, .timeout = 60)
  * goes on to the pool's next upstream, whose identity the client reads;
  * the failure is counted against the first.
  */
-ENGINE_TEST(fault, connect_fails_over, 60)
-{
-	struct srv a, b;
-	struct fwd f;
-	char ra[64], rb[64];
-
-	srv_start_id(&a, AF_INET, 1);
-	srv_start_id(&b, AF_INET, 2);
-	const char *extra[] = { "-r",	     srv_addr(&a, ra, sizeof(ra)),
-				"-r",	     srv_addr(&b, rb, sizeof(rb)),
-				"--balance", "first",
-				NULL };
-	start_fault(&f, engine, "connect:1:ENETUNREACH", extra);
-	cr_assert_eq(id_query(AF_INET, NULL, f.port), 2, "not failed over to the second upstream");
-	cr_assert_eq(atomic_load(&a.accepted), 0, "the failed upstream got a connection");
-	fwd_stop(&f);
-	fwd_release(&f);
-	srv_stop(&a);
-	srv_stop(&b);
-}
+ENGINE_TEST(fault, connect_fails_over, 60) { fails_over(engine, "connect:1:ENETUNREACH", 1); }
 
 /*
  * The upstream socket cannot be created (socket(2) fails with EMFILE; the

@@ -90,24 +90,6 @@ static void check_json(const struct fwd *f, const char *mode, char *out, size_t 
 		     out, fwd_stderr_tail(f));
 }
 
-/* Send len bytes of seed on a new connection, check the echo by hash, close; the client port. */
-static int echo_bulk(const struct fwd *f, uint64_t seed, uint64_t len)
-{
-	struct sender snd;
-	uint64_t h, n;
-	int fd = tcp_connect(AF_INET, f->port), port = sock_local_port(fd);
-
-	sender_start(&snd, fd, seed, len, 1);
-	n = recv_to_eof(fd, &h, len);
-	sender_join(&snd);
-	cr_assert_eq(n, len, "echoed %llu of %llu bytes", (unsigned long long)n,
-		     (unsigned long long)len);
-	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
-		  (unsigned long long)len);
-	close(fd);
-	return port;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ " at s, within CLOCK_SKEW of now in UTC. */
 static int iso_time_now(const char *s)
 {
@@ -169,7 +151,7 @@ ENGINE_TEST(log, json_close_line, 60)
 	o.extra[1] = "--log-format";
 	o.extra[2] = "json";
 	fwd_start(&f, &o);
-	port = echo_bulk(&f, 31, XFER_LEN);
+	port = echo_bulk_port(f.port, 31, XFER_LEN);
 	snprintf(needle, sizeof(needle), "\"client\":\"127.0.0.1:%d\"", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, "\"msg\":\"close\""),
 		  "no JSON close line with %s; stderr:\n%s", needle, fwd_stderr_tail(&f));
@@ -228,7 +210,7 @@ Test(log, text_lines_have_iso_times, .timeout = 60)
 	o.remote = srv_addr(&s, upstream, sizeof(upstream));
 	o.extra[0] = "-v";
 	fwd_start(&f, &o);
-	port = echo_bulk(&f, 32, 64 * KiB);
+	port = echo_bulk_port(f.port, 32, 64 * KiB);
 	snprintf(needle, sizeof(needle), "close 127.0.0.1:%d", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, NULL), "no close line; stderr:\n%s",
 		  fwd_stderr_tail(&f));
@@ -303,7 +285,7 @@ Test(log, journal_stream_gives_priorities_no_times, .timeout = 60)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_journal(&f, srv_addr(&s, upstream, sizeof(upstream)), extra);
-	port = echo_bulk(&f, 33, 64 * KiB);
+	port = echo_bulk_port(f.port, 33, 64 * KiB);
 	snprintf(needle, sizeof(needle), "close 127.0.0.1:%d", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, NULL), "no close line; stderr:\n%s",
 		  fwd_stderr_tail(&f));
@@ -349,7 +331,7 @@ Test(log, journal_stream_json, .timeout = 60)
 
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	start_journal(&f, srv_addr(&s, upstream, sizeof(upstream)), extra);
-	port = echo_bulk(&f, 34, 64 * KiB);
+	port = echo_bulk_port(f.port, 34, 64 * KiB);
 	snprintf(needle, sizeof(needle), "\"client\":\"127.0.0.1:%d\"", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, NULL), "no close line; stderr:\n%s",
 		  fwd_stderr_tail(&f));
@@ -387,7 +369,7 @@ ENGINE_TEST(log, reload_switches_format, 60)
 	srv_start(&s, AF_INET, SRV_ECHO, 0, 0);
 	c.up[0] = s.port;
 	fwd_start_conf(&f, &c, text);
-	port = echo_bulk(&f, 35, 256 * KiB);
+	port = echo_bulk_port(f.port, 35, 256 * KiB);
 	snprintf(needle, sizeof(needle), "close 127.0.0.1:%d", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, "c2u=262144 u2c=262144"),
 		  "no text close line; stderr:\n%s", fwd_stderr_tail(&f));
@@ -396,7 +378,7 @@ ENGINE_TEST(log, reload_switches_format, 60)
 	sys_assert(kill(f.pid, SIGHUP) == 0, "kill SIGHUP");
 	cr_assert(fwd_log_wait(&f, LOG_MS, "{\"time\":\"", "\"msg\":\"reloaded "),
 		  "no JSON line after the reload; stderr:\n%s", fwd_stderr_tail(&f));
-	port = echo_bulk(&f, 36, 128 * KiB);
+	port = echo_bulk_port(f.port, 36, 128 * KiB);
 	snprintf(needle, sizeof(needle), "\"client\":\"127.0.0.1:%d\"", port);
 	cr_assert(fwd_log_wait(&f, LOG_MS, needle, "\"bytes_c2u\":131072,\"bytes_u2c\":131072"),
 		  "no JSON close line with the byte counts; stderr:\n%s", fwd_stderr_tail(&f));

@@ -360,34 +360,6 @@ ENGINE_TEST(metrics, transfer_counts, 120)
 	srv_stop(&srv);
 }
 
-/* Descriptors of process pid whose link begins with kind ("socket:", "pipe:"). */
-static int proc_fds_of(pid_t pid, const char *kind)
-{
-	char dir[64], path[320], link[128];
-	struct dirent *d;
-	DIR *dp;
-	int n = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	dp = opendir(dir);
-	sys_assert(dp != NULL, "opendir %s", dir);
-	while ((d = readdir(dp)) != NULL) {
-		ssize_t len;
-
-		if (d->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len <= 0)
-			continue; /* closed meanwhile */
-		link[len] = '\0';
-		if (strncmp(link, kind, strlen(kind)) == 0)
-			n++;
-	}
-	closedir(dp);
-	return n;
-}
-
 /*
  * A client of 127.0.0.1:port whose receive buffer is a few KiB, so that
  * what the forwarder sends it piles up in the forwarder.

@@ -163,23 +163,6 @@ static int check_threads(pid_t pid, const struct ids *w)
 	return n;
 }
 
-/* len bytes of seed through the forwarder and back, checked by hash. */
-static void echo_bulk(int port, uint64_t seed, uint64_t len)
-{
-	struct sender snd;
-	uint64_t h, n;
-	int fd = tcp_connect(AF_INET, port);
-
-	sender_start(&snd, fd, seed, len, 1);
-	n = recv_to_eof(fd, &h, len);
-	sender_join(&snd);
-	cr_assert_eq(n, len, "echoed %llu of %llu bytes", (unsigned long long)n,
-		     (unsigned long long)len);
-	cr_assert(h == gen_hash(seed, len), "echo of %llu bytes differs from what was sent",
-		  (unsigned long long)len);
-	close(fd);
-}
-
 /* sockfwd -b engine -j 2 --user spec in front of an echo server: ids, then a transfer. */
 static void drop_and_forward(const char *engine, const char *spec, const struct ids *w)
 {
@@ -201,38 +184,13 @@ static void drop_and_forward(const char *engine, const char *spec, const struct 
 		  fwd_stderr_tail(&f));
 	threads = check_threads(f.pid, w);
 	cr_assert(threads >= 3, "%d threads: main and two workers expected", threads);
-	echo_bulk(f.port, 41, XFER_LEN);
-	echo_bulk(f.port, 42, 1);
+	(void)echo_bulk_port(f.port, 41, XFER_LEN);
+	(void)echo_bulk_port(f.port, 42, 1);
 	/* Threads started while serving (naive's, io_uring's) carry the ids too. */
 	check_threads(f.pid, w);
 	fwd_stop(&f);
 	fwd_release(&f);
 	srv_stop(&s);
-}
-
-/* Pipe descriptors process pid holds. */
-static int pipes_open(pid_t pid)
-{
-	char dir[64], path[320], link[64];
-	struct dirent *d;
-	DIR *dp;
-	int n = 0;
-
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	dp = opendir(dir);
-	sys_assert(dp != NULL, "opendir %s", dir);
-	while ((d = readdir(dp)) != NULL) {
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "%s/%s", dir, d->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len > 0 && d->d_name[0] != '.') {
-			link[len] = '\0';
-			n += strncmp(link, "pipe:", 5) == 0;
-		}
-	}
-	closedir(dp);
-	return n;
 }
 
 /*
@@ -324,9 +282,9 @@ Test(priv, shrunk_pipes_buffer_path, .timeout = 60)
 	o.extra[0] = "--user";
 	o.extra[1] = "games";
 	fwd_start(&f, &o);
-	echo_bulk(f.port, 43, XFER_LEN);
-	echo_bulk(f.port, 44, 1 * MiB);
-	cr_assert_eq(pipes_open(f.pid), 0, "shrunk pipes kept open");
+	(void)echo_bulk_port(f.port, 43, XFER_LEN);
+	(void)echo_bulk_port(f.port, 44, 1 * MiB);
+	cr_assert_eq(proc_fds_of(f.pid, "pipe:"), 0, "shrunk pipes kept open");
 	fwd_signal_wait(&f, SIGTERM);
 	close(hold);
 	waitpid(hog, &st, 0);
@@ -406,7 +364,7 @@ Test(priv, config_key_user, .timeout = 60)
 	cr_assert(fwd_log_wait(&f, PRIV_MS, "privileges dropped", NULL),
 		  "no line about the drop; stderr:\n%s", fwd_stderr_tail(&f));
 	check_threads(f.pid, &w);
-	echo_bulk(f.port, 43, XFER_LEN);
+	(void)echo_bulk_port(f.port, 43, XFER_LEN);
 	fwd_stop(&f);
 	fwd_release(&f);
 	srv_stop(&s);
@@ -519,7 +477,7 @@ ENGINE_TEST(priv, low_port_then_drop, 60)
 	cr_assert(fwd_log_wait(&f, PRIV_MS, "privileges dropped", NULL), "stderr:\n%s",
 		  fwd_stderr_tail(&f));
 	check_threads(f.pid, &w);
-	echo_bulk(f.port, 44, XFER_LEN);
+	(void)echo_bulk_port(f.port, 44, XFER_LEN);
 	fwd_stop(&f);
 	fwd_release(&f);
 	srv_stop(&s);
@@ -562,7 +520,7 @@ Test(priv, reload_after_drop, .timeout = 60)
 	conf_write(&c, two);
 	sys_assert(kill(f.pid, SIGHUP) == 0, "kill SIGHUP");
 	fwd_wait_port(&f, c.lport[1], 1, PRIV_MS);
-	echo_bulk(c.lport[1], 45, 1 * MiB);
+	(void)echo_bulk_port(c.lport[1], 45, 1 * MiB);
 
 	lport = low_port();
 	cr_assert(lport > 0, "no free port below 1024");
@@ -574,8 +532,8 @@ Test(priv, reload_after_drop, .timeout = 60)
 		  fwd_stderr_tail(&f));
 	fwd_assert_alive(&f);
 	cr_assert(!proc_listening(f.pid, lport), "port %d bound after the drop", lport);
-	echo_bulk(c.lport[0], 46, 1 * MiB);
-	echo_bulk(c.lport[1], 47, 1 * MiB);
+	(void)echo_bulk_port(c.lport[0], 46, 1 * MiB);
+	(void)echo_bulk_port(c.lport[1], 47, 1 * MiB);
 	fwd_stop(&f);
 	fwd_release(&f);
 	srv_stop(&s);
@@ -630,7 +588,7 @@ Test(priv, not_root, .timeout = 60)
 		cr_assert(fwd_log_wait(&f, PRIV_MS, "already running as uid", NULL), "stderr:\n%s",
 			  fwd_stderr_tail(&f));
 		check_threads(f.pid, &w);
-		echo_bulk(port, 48, 1 * MiB);
+		(void)echo_bulk_port(port, 48, 1 * MiB);
 		fwd_stop(&f);
 		fwd_release(&f);
 	}
