@@ -162,10 +162,13 @@ static inline void sf_conn_eof(struct sf_conn *c, int d) { c->flags |= SF_CONN_E
 /*
  * Every byte of direction d read before its FIN has been written: pass
  * the FIN on with shutdown(SHUT_WR). Returns 1 when both directions are
- * done: then no shutdown is made, and the caller must close both sockets
- * (sf_conn_close), which passes the FIN on. Else 0.
+ * done (the caller then calls sf_conn_close), else 0. closing: the caller
+ * closes both sockets at once, in this thread, with no operation of its
+ * own still holding them; then the last FIN is left to that close. The
+ * threads of naive (a stop may come between) and the ring of uring (the
+ * uring soak lost bytes without the shutdown, not yet understood) pass 0.
  */
-int sf_conn_shut(struct sf_conn *c, int d);
+int sf_conn_shut(struct sf_conn *c, int d, int closing);
 
 /* Both directions are done: close both sockets, log, count. */
 void sf_conn_close(struct sf_conn *c);

@@ -297,24 +297,24 @@ int sf_conn_idle(const struct sf_conn *c, uint64_t now)
 	return idle != 0 && now >= __atomic_load_n(&c->last_ms, __ATOMIC_RELAXED) + idle;
 }
 
-int sf_conn_shut(struct sf_conn *c, int d)
+int sf_conn_shut(struct sf_conn *c, int d, int closing)
 {
+	int both;
+
 	c->flags |= SF_CONN_SHUT(d);
+	both = (c->flags & (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C))) ==
+	       (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C));
 	/*
-	 * The last direction: the close that follows sends the FIN, one
-	 * system call fewer per connection. Nothing is unread on that
-	 * socket (its own direction ended with EOF), so the close cannot
-	 * turn into a reset.
+	 * The last direction of a caller that closes at once: the close
+	 * sends the FIN, one system call fewer per connection. Nothing is
+	 * unread on that socket (its own direction ended with EOF), so the
+	 * close cannot turn into a reset. ENOTCONN from the shutdown means
+	 * the destination already went away; the next write or read on it
+	 * reports that, so nothing to do now.
 	 */
-	if ((c->flags & (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C))) ==
-	    (SF_CONN_SHUT(SF_C2U) | SF_CONN_SHUT(SF_U2C)))
-		return 1;
-	/*
-	 * ENOTCONN here means the destination already went away; the next
-	 * write or read on it reports that, so nothing to do now.
-	 */
-	(void)shutdown(c->fd[!d], SHUT_WR);
-	return 0;
+	if (!both || !closing)
+		(void)shutdown(c->fd[!d], SHUT_WR);
+	return both;
 }
 
 /* ---- meet and bridge ---- */

@@ -239,14 +239,8 @@ static void nv_copy(struct nv_conn *n, int d)
 		/* EOF: everything read before it has been sent. */
 		pthread_mutex_lock(&n->lock);
 		sf_conn_eof(&n->c, d);
-		/*
-		 * The last direction too gets its shutdown here, not only in
-		 * nv_put's close: a stop between the two (nv_stop_conns sets
-		 * SO_LINGER 0) would otherwise turn a complete reply's FIN
-		 * into a reset.
-		 */
-		if (sf_conn_shut(&n->c, d))
-			(void)shutdown(n->c.fd[!d], SHUT_WR);
+		/* nv_put closes later: a stop between would reset the FIN. */
+		sf_conn_shut(&n->c, d, 0);
 		pthread_mutex_unlock(&n->lock);
 		break;
 	}

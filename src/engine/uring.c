@@ -321,17 +321,8 @@ static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
 static void ur_maybe_shut(struct ur_loop *l, struct ur_conn *x, int d)
 {
 	if (!x->closed && (x->c.flags & SF_CONN_EOF(d)) && x->d[d].q.n == 0 &&
-	    !(x->c.flags & SF_CONN_SHUT(d)) && sf_conn_shut(&x->c, d)) {
-		/*
-		 * The last FIN by shutdown here, not left to the close as the
-		 * reactor does: without it the uring soak saw clients of
-		 * early-closing upstreams reset after 0 bytes (3 in 92 s; none
-		 * with it, none before 8d32f0f). Why the close alone differs on
-		 * the ring is not yet understood.
-		 */
-		(void)shutdown(x->c.fd[!d], SHUT_WR);
+	    !(x->c.flags & SF_CONN_SHUT(d)) && sf_conn_shut(&x->c, d, 0))
 		ur_close(l, x, SF_R_EOF, -1, 0, 0);
-	}
 }
 
 /* Direction d of x ran out of buffers: wait at the tail of the starved list. */

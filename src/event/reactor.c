@@ -112,7 +112,7 @@ void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	}
 	if (rc == RX_MORE)
 		rx_queue(l, x, d);
-	if ((c->flags & SF_CONN_EOF(d)) && l->xf->empty(x, d) && sf_conn_shut(c, d))
+	if ((c->flags & SF_CONN_EOF(d)) && l->xf->empty(x, d) && sf_conn_shut(c, d, 1))
 		rx_kill(l, x, SF_R_EOF, -1, 0, 0);
 }
 

@@ -163,7 +163,7 @@ static void half_close(int cl[2], int up[2])
 	c.fd[SF_UPSTREAM] = up[0];
 	/* The client sent FIN: pass it on to the upstream only. */
 	sf_conn_eof(&c, SF_C2U);
-	cr_assert_eq(sf_conn_shut(&c, SF_C2U), 0, "one direction done is not both");
+	cr_assert_eq(sf_conn_shut(&c, SF_C2U, 1), 0, "one direction done is not both");
 	cr_assert(fx_readable(up[1]));
 	cr_assert_eq(recv(up[1], buf, sizeof(buf), 0), 0, "the upstream sees EOF");
 	/* The other direction still flows, both ways through the connection's sockets. */
@@ -183,7 +183,7 @@ static void half_close(int cl[2], int up[2])
 	 * client sees nothing yet) and the close passes the FIN on, an
 	 * orderly EOF, not a reset.
 	 */
-	cr_assert_eq(sf_conn_shut(&c, SF_U2C), 1);
+	cr_assert_eq(sf_conn_shut(&c, SF_U2C, 1), 1);
 	cr_assert_eq(c.flags & (SF_CONN_SHUT(0) | SF_CONN_SHUT(1)),
 		     SF_CONN_SHUT(0) | SF_CONN_SHUT(1));
 	errno = 0;
