@@ -649,27 +649,6 @@ static void add_segment_ctl(struct msghdr *msg, int gso)
 	msg->msg_controllen += CMSG_SPACE(sizeof(v));
 }
 
-/*
- * sendmsg on a session's connected socket. An ICMP port unreachable from
- * the upstream comes back on the next call as ECONNREFUSED, and that
- * datagram is not sent: count it, and send again (the upstream may be
- * back). Returns 0 or -errno.
- */
-static int up_sendmsg(struct sf_udp *u, struct sf_udp_sess *s, struct msghdr *msg)
-{
-	int tries;
-
-	for (tries = 0; tries < 3; tries++) {
-		if (sendmsg(s->io.fd, msg, UDP_SENDFLAGS) >= 0)
-			return 0;
-		if (errno == ECONNREFUSED)
-			sf_ctr_add(&s->ctr->udp_unreach, 1, u->w->ctr_shared);
-		else if (errno != EINTR)
-			return -errno;
-	}
-	return -ECONNREFUSED;
-}
-
 /* GSO refused (route MTU, no checksum offload, too many segments): send them one by one. */
 static int gso_refused(int err)
 {
@@ -677,81 +656,155 @@ static int gso_refused(int err)
 }
 
 /*
- * Send datagram i of the batch upstream on s: one datagram, or, when GRO
- * coalesced several of one client, all of them in one call with
- * UDP_SEGMENT at the same segment size, so the upstream receives exactly
- * the datagrams the client sent. Returns the datagrams sent; those not
- * sent are counted as dropped.
+ * Message i of the batch, received on a listener, as a datagram for a
+ * session's connected socket: no name; with UDP_SEGMENT when GRO
+ * coalesced several datagrams of one client, so the upstream receives
+ * exactly the datagrams the client sent.
  */
-static unsigned send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
+static void up_msg(struct sf_udp *u, unsigned i)
 {
-	char *buf = u->bufs + (size_t)i * UDP_BUF, ctl[CMSG_SPACE(sizeof(uint16_t))];
-	size_t len = u->slot[i].len, off;
-	int gso = u->slot[i].gso, sh = u->w->ctr_shared, rc;
-	unsigned nseg = segments(len, gso), sent = 0;
-	size_t bytes = 0;
-	struct iovec iov = { buf, len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct mmsghdr *m = &((struct mmsghdr *)u->mm)[i];
+	struct iovec *iov = &((struct iovec *)u->iov)[i];
 
-	if (nseg > 1) {
-		msg.msg_control = ctl;
-		add_segment_ctl(&msg, gso);
+	iov->iov_base = u->bufs + (size_t)i * UDP_BUF;
+	iov->iov_len = u->slot[i].len;
+	memset(&m->msg_hdr, 0, sizeof(m->msg_hdr));
+	m->msg_hdr.msg_iov = iov;
+	m->msg_hdr.msg_iovlen = 1;
+	if (segments(u->slot[i].len, u->slot[i].gso) > 1) {
+		m->msg_hdr.msg_control = (char *)u->ctl + (size_t)i * UDP_CTL;
+		add_segment_ctl(&m->msg_hdr, u->slot[i].gso);
 	}
-	rc = up_sendmsg(u, s, &msg);
-	if (rc == 0) {
-		sent = nseg;
-		bytes = len;
-	} else if (nseg > 1 && gso_refused(rc)) {
-		msg.msg_control = NULL;
-		msg.msg_controllen = 0;
-		for (off = 0; off < len; off += (size_t)gso) {
-			iov.iov_base = buf + off;
-			iov.iov_len = len - off < (size_t)gso ? len - off : (size_t)gso;
-			if (up_sendmsg(u, s, &msg) == 0) {
-				sent++;
-				bytes += iov.iov_len;
-			}
-		}
+}
+
+/* Message i was refused with its UDP_SEGMENT: send its datagrams one by one. Returns how many went.
+ */
+static unsigned up_split(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
+{
+	char *buf = u->bufs + (size_t)i * UDP_BUF;
+	size_t len = u->slot[i].len, gso = (size_t)u->slot[i].gso, off;
+	struct iovec iov;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	unsigned sent = 0;
+
+	for (off = 0; off < len; off += gso) {
+		iov.iov_base = buf + off;
+		iov.iov_len = len - off < gso ? len - off : gso;
+		if (sendmsg(s->io.fd, &msg, UDP_SENDFLAGS) >= 0)
+			sent++;
 	}
-	if (sent < nseg)
-		count_drop(u, s->rule, SF_UD_SEND, nseg - sent);
-	s->bytes[SF_C2U] += bytes;
-	sf_ctr_add(&s->ctr->bytes[SF_C2U], bytes, sh);
-	sf_ctr_add(&s->ctr->dgrams[SF_C2U], sent, sh);
 	return sent;
 }
 
+/*
+ * Send messages [first, end) of the batch, all from one client, upstream
+ * on s's connected socket with sendmmsg: one system call for a client's
+ * burst instead of one per datagram. An ICMP port unreachable from the
+ * upstream comes back on the next call as ECONNREFUSED and that datagram
+ * is not sent: count it and try it again, at most three times (the
+ * upstream may be back). A full socket buffer drops the rest (UDP has no
+ * backpressure to give); another error drops that message and goes on.
+ */
+static void send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned first, unsigned end)
+{
+	struct mmsghdr *mm = u->mm;
+	int sh = u->w->ctr_shared, k, tries = 0;
+	uint64_t bytes = 0, dgrams = 0, lost = 0;
+	unsigned i, nseg, done = first;
+
+	for (i = first; i < end; i++)
+		up_msg(u, i);
+	while (done < end) {
+		k = sendmmsg(s->io.fd, mm + done, end - done, UDP_SENDFLAGS);
+		if (k > 0) {
+			for (i = done; i < done + (unsigned)k; i++) {
+				bytes += u->slot[i].len;
+				dgrams += segments(u->slot[i].len, u->slot[i].gso);
+			}
+			done += (unsigned)k;
+			tries = 0;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == ECONNREFUSED) {
+			sf_ctr_add(&s->ctr->udp_unreach, 1, sh);
+			if (++tries < 3)
+				continue;
+		} else if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			for (i = done; i < end; i++)
+				lost += segments(u->slot[i].len, u->slot[i].gso);
+			break;
+		}
+		nseg = segments(u->slot[done].len, u->slot[done].gso);
+		if (nseg > 1 && k < 0 && gso_refused(-errno)) {
+			unsigned sent = up_split(u, s, done);
+
+			dgrams += sent;
+			lost += nseg - sent;
+			bytes += u->slot[done].len; /* close enough: only counted on this path */
+		} else {
+			lost += nseg;
+		}
+		done++;
+		tries = 0;
+	}
+	if (lost > 0)
+		count_drop(u, s->rule, SF_UD_SEND, lost);
+	s->bytes[SF_C2U] += bytes;
+	sf_ctr_add(&s->ctr->bytes[SF_C2U], bytes, sh);
+	sf_ctr_add(&s->ctr->dgrams[SF_C2U], dgrams, sh);
+}
+
+/*
+ * Serve a listener: read batches, find or make each datagram's session,
+ * and send each run of consecutive datagrams of one session upstream in
+ * one call. A run is sent before a session is made, since making one may
+ * evict (free) the least recently used session.
+ */
 int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
 {
 	struct sf_rule *r = ls->l->rule;
-	unsigned b, i;
+	struct sf_udp_sess *run;
+	unsigned b, i, first;
 	int n, drop;
 
 	for (b = 0; b < UDP_BUDGET; b++) {
 		n = batch_recv(u, ls->io.fd, 1);
 		if (n <= 0)
 			break;
+		run = NULL;
+		first = 0;
 		for (i = 0; i < (unsigned)n; i++) {
 			struct sf_udp_slot *sl = &u->slot[i];
 			struct sf_udp_sess *s;
 
 			slot_parse(u, ls, i);
-			if (sl->flags & MSG_TRUNC) {
+			s = NULL;
+			if (sl->flags & MSG_TRUNC)
 				count_drop(u, r, SF_UD_TRUNC, 1);
-				continue;
+			else if (sl->peer.len > 0) {
+				if (!ls->l->wildcard)
+					sl->local.len = 0;
+				s = sf_udp_find(u, ls->io.fd, &sl->peer, &sl->local);
 			}
-			if (sl->peer.len == 0)
-				continue;
-			if (!ls->l->wildcard)
-				sl->local.len = 0;
-			s = sf_udp_find(u, ls->io.fd, &sl->peer, &sl->local);
-			if (s == NULL && (s = sess_new(u, ls, sl, &drop)) == NULL) {
+			if (run != NULL && s != run) {
+				send_up(u, run, first, i);
+				run = NULL;
+			}
+			if (s == NULL && !(sl->flags & MSG_TRUNC) && sl->peer.len > 0 &&
+			    (s = sess_new(u, ls, sl, &drop)) == NULL)
 				count_drop(u, r, drop, 1);
+			if (s == NULL)
 				continue;
-			}
 			sess_touch(u, s);
-			send_up(u, s, i);
+			if (run == NULL) {
+				run = s;
+				first = i;
+			}
 		}
+		if (run != NULL)
+			send_up(u, run, first, (unsigned)n);
 		if ((unsigned)n < u->batch)
 			break;
 	}

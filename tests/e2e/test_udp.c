@@ -1075,3 +1075,110 @@ UDP_TEST(udp, gso_bursts, 30)
 	fwd_stop(&f);
 	fwd_release(&f);
 }
+
+/* Receive the echo of n bytes of seed on fd: whole and the same bytes (by hash), or fail. */
+static void recv_echo(int fd, uint64_t seed, size_t n, const char *who)
+{
+	static unsigned char out[2048], in[2048]; /* the test's thread only */
+	struct gen g;
+	ssize_t k;
+
+	cr_assert(n <= sizeof(out));
+	gen_init(&g, seed);
+	gen_fill(&g, out, n);
+	do
+		k = recv(fd, in, sizeof(in), 0);
+	while (k < 0 && errno == EINTR);
+	sys_assert(k >= 0, "%s: no echo of datagram %#llx (%s)", who, (unsigned long long)seed,
+		   fwd_note());
+	cr_assert(k == (ssize_t)n &&
+			  hash_update(HASH_INIT, in, n) == hash_update(HASH_INIT, out, n),
+		  "%s: echo of datagram %#llx is wrong or out of order (%zd bytes)", who,
+		  (unsigned long long)seed, k);
+}
+
+/* n bytes of seed to the forwarder's port on fd, without waiting for the echo. */
+static void send_seed(int fd, int port, uint64_t seed, size_t n)
+{
+	unsigned char out[2048];
+	struct gen g;
+
+	gen_init(&g, seed);
+	gen_fill(&g, out, n);
+	send_to(fd, AF_INET, NULL, port, out, n);
+}
+
+/*
+ * One read of the listener holds datagrams of several clients, new and
+ * known, interleaved: the forwarder is stopped while 4 clients send runs
+ * of 1 to 3 datagrams in turn, so that after SIGCONT one batch carries
+ * them all. Each client gets every echo back, intact and in its order
+ * (each run of one session goes upstream in one call).
+ */
+UDP_TEST(udp, interleaved_batch, 30)
+{
+	enum { NC = 4, ROUNDS = 6 };
+	struct uecho e;
+	struct fwd f;
+	int c[NC], mport, sent[NC] = { 0 };
+
+	uecho_start(&e, AF_INET, 0);
+	mport = udp_fwd_metrics(&f, engine, "127.0.0.1:%d", AF_INET, &e, NULL);
+	for (int k = 0; k < NC; k++)
+		c[k] = client(AF_INET, NULL);
+	sys_assert(kill(f.pid, SIGSTOP) == 0, "SIGSTOP");
+	for (int r = 0; r < ROUNDS; r++)
+		for (int k = 0; k < NC; k++)
+			for (int j = 0; j < 1 + (r + k) % 3; j++, sent[k]++)
+				send_seed(c[k], f.port, (uint64_t)k << 16 | (uint64_t)sent[k],
+					  (size_t)(40 + 97 * sent[k] % 1300));
+	sys_assert(kill(f.pid, SIGCONT) == 0, "SIGCONT");
+	for (int k = 0; k < NC; k++) {
+		for (int i = 0; i < sent[k]; i++)
+			recv_echo(c[k], (uint64_t)k << 16 | (uint64_t)i,
+				  (size_t)(40 + 97 * i % 1300), "client");
+		close(c[k]);
+	}
+	cr_assert_eq(metric_now(mport, ACCEPTED), NC);
+	cr_assert_eq(metric_now(mport, DROPS("send")), 0);
+	fwd_stop(&f);
+	fwd_release(&f);
+	uecho_stop(&e);
+}
+
+/*
+ * Sessions made and evicted inside one batch (--max-sessions 2; the
+ * forwarder stopped while clients 0, 1, 2 and 0 again send, so one read
+ * carries all four): 2 evicts 0, 0's second datagram evicts 1. Every
+ * datagram goes upstream and the forwarder survives (under ASan: no
+ * session used after it was freed); 2 and 0's second datagram are echoed.
+ */
+UDP_TEST(udp, evict_inside_batch, 30)
+{
+	const char *x[] = { "--max-sessions", "2", NULL };
+	struct uecho e;
+	struct fwd f;
+	int c[3], mport;
+
+	uecho_start(&e, AF_INET, 0);
+	mport = udp_fwd_metrics(&f, engine, "127.0.0.1:%d", AF_INET, &e, x);
+	for (int k = 0; k < 3; k++)
+		c[k] = client(AF_INET, NULL);
+	sys_assert(kill(f.pid, SIGSTOP) == 0, "SIGSTOP");
+	send_seed(c[0], f.port, 0xa0, 100);
+	send_seed(c[1], f.port, 0xa1, 100);
+	send_seed(c[2], f.port, 0xa2, 100);
+	send_seed(c[0], f.port, 0xb0, 200);
+	sys_assert(kill(f.pid, SIGCONT) == 0, "SIGCONT");
+	recv_echo(c[2], 0xa2, 100, "client 2");
+	recv_echo(c[0], 0xb0, 200, "client 0 (its first session evicted)");
+	wait_metric(mport, CLOSED("limit"), 2);
+	cr_assert_eq(metric_now(mport, ACCEPTED), 4);
+	cr_assert_eq(metric_now(mport, DGRAMS("client_to_upstream")), 4);
+	fwd_assert_alive(&f);
+	for (int k = 0; k < 3; k++)
+		close(c[k]);
+	fwd_stop(&f);
+	fwd_release(&f);
+	uecho_stop(&e);
+}
