@@ -32,8 +32,9 @@ int sf_net_udp_bind(const struct sf_sockaddr *a);
 int sf_addr_is_wildcard(const struct sf_sockaddr *a);
 
 /*
- * accept4 one connection (non-blocking unless blocking is set, CLOEXEC),
- * with TCP_NODELAY. peer may be NULL. Returns the fd or -errno; EINTR and
+ * accept4 one connection (non-blocking unless blocking is set, CLOEXEC).
+ * TCP_NODELAY comes from the listener (sf_net_listen sets it; Linux
+ * copies it to every accepted socket). peer may be NULL. Returns the fd or -errno; EINTR and
  * ECONNABORTED are retried.
  */
 int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking);

@@ -52,6 +52,8 @@ int sf_net_listen(const struct sf_sockaddr *a, int backlog)
 
 	if ((fd = net_shared_socket(a, SOCK_STREAM, IPPROTO_TCP)) < 0)
 		return fd;
+	/* Accepted sockets inherit it: no setsockopt per connection. */
+	sf_net_set_nodelay(fd);
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)
@@ -80,7 +82,6 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking)
 		if (errno != EINTR && errno != ECONNABORTED)
 			return -errno;
 	}
-	sf_net_set_nodelay(fd);
 	return fd;
 }
 

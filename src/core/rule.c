@@ -363,6 +363,8 @@ static int open_passed(struct sf_gen *g, struct sf_listener *l, int sd, char *er
 		if (l->socks[w].io.fd < 0)
 			goto fail;
 	}
+	/* As sf_net_listen does: accepted sockets inherit it. */
+	sf_net_set_nodelay(sd);
 	return 0;
 fail:
 	rc = -errno;

@@ -582,8 +582,6 @@ static void ur_conn_new(struct ur_loop *l, struct sf_lsock *ls, int fd,
 	struct ur_conn *x;
 	int rc;
 
-	if (peer == NULL)
-		sf_net_set_nodelay(fd); /* sf_net_accept did it otherwise */
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
 		sf_rule_release(ls->l->rule);

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -456,6 +457,7 @@ ENGINE_TEST(systemd, passed_and_reload, 90)
 	const char *args[] = { "-c", NULL, "-b", engine, "-j", "2", NULL };
 	struct sd_child c = { .nfds = 2, .fdnames = "a:whatever" };
 	unsigned long ino0, ino2;
+	int keep, nodelay = 0;
 	struct srv s;
 	struct fwd f;
 
@@ -468,10 +470,18 @@ ENGINE_TEST(systemd, passed_and_reload, 90)
 	c.fds[1] = test_listener(conf.lport[2], 128);
 	ino0 = sock_inode(c.fds[0]);
 	ino2 = sock_inode(c.fds[1]);
+	keep = dup(c.fds[0]);
+	sys_assert(keep >= 0, "dup");
 	sd_spawn(&f, &c);
 	close(c.fds[0]);
 	close(c.fds[1]);
 	sd_wait_started(&f);
+	/* Set on the passed socket, as on sockfwd's own: accepted sockets inherit it. */
+	cr_assert_eq(
+		getsockopt(keep, IPPROTO_TCP, TCP_NODELAY, &nodelay, &(socklen_t){ sizeof(int) }),
+		0);
+	cr_assert_neq(nodelay, 0, "no TCP_NODELAY on the passed listener");
+	close(keep);
 	assert_only_socket(&f, conf.lport[0], ino0);
 	assert_only_socket(&f, conf.lport[2], ino2);
 	cr_assert_eq(proc_listen_inodes(f.pid, conf.lport[1], NULL, 0), 2,

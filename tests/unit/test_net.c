@@ -134,7 +134,8 @@ Test(net, connect_accept_and_talk)
 	sfd = sf_net_accept(lfd, &peer, 0);
 	cr_assert_geq(sfd, 0, "sf_net_accept: %s", strerror(-sfd));
 	assert_nonblock_cloexec(sfd, 1);
-	cr_assert_neq(int_sockopt(sfd, IPPROTO_TCP, TCP_NODELAY), 0, "accept: no TCP_NODELAY");
+	cr_assert_neq(int_sockopt(sfd, IPPROTO_TCP, TCP_NODELAY), 0,
+		      "accept: TCP_NODELAY not inherited from sf_net_listen's listener");
 	cr_assert_eq(peer.len, sizeof(struct sockaddr_in));
 	cr_assert_eq(peer.ss.ss_family, AF_INET);
 	cr_assert_eq(ntohs(((struct sockaddr_in *)&peer.ss)->sin_port), local_port(cfd),
