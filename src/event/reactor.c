@@ -148,7 +148,7 @@ static void rx_on_resume(void *ctx, struct sf_timer *tm)
 		sf_log_warn("worker %u: cannot resume accepting", l->w->id);
 }
 
-static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err);
+static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err, uint32_t ev);
 
 /* Admitted: start the upstream connect. */
 static void rx_start_connect(struct rx_loop *l, struct rx_conn *x)
@@ -171,16 +171,21 @@ static void rx_start_connect(struct rx_loop *l, struct rx_conn *x)
 			return;
 		}
 		if (rc == 0)
-			rx_connected(l, x, 0);
+			rx_connected(l, x, 0, EPOLLIN);
 		else
 			rx_arm(l, x);
 		return;
 	}
-	rx_connected(l, x, rc);
+	rx_connected(l, x, rc, EPOLLIN);
 }
 
-/* The upstream connect of x finished (err is 0 or -errno, -ETIMEDOUT from the timer). */
-static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err)
+/*
+ * The upstream connect of x finished (err is 0 or -errno, -ETIMEDOUT from
+ * the timer). ev: the upstream's event that told it (EPOLLIN when none):
+ * without EPOLLIN the upstream had sent nothing yet, and what it sends
+ * later raises an edge of its own, so its read is left to that edge.
+ */
+static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err, uint32_t ev)
 {
 	int rc = err;
 
@@ -213,7 +218,8 @@ static void rx_connected(struct rx_loop *l, struct rx_conn *x, int err)
 		return;
 	/* The client may have sent bytes while we waited: that edge is gone. */
 	rx_pump(l, x, SF_C2U);
-	rx_pump(l, x, SF_U2C);
+	if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		rx_pump(l, x, SF_U2C);
 }
 
 /* The client is readable while its PROXY header is awaited. */
@@ -257,8 +263,16 @@ static void rx_event(struct rx_loop *l, struct rx_conn *x, int side, uint32_t ev
 	}
 	if (x->connecting) {
 		/* Client edges wait: its bytes are read once the upstream is up. */
-		if (side == SF_UPSTREAM && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-			rx_connected(l, x, sf_net_so_error(x->c.fd[SF_UPSTREAM]));
+		/*
+		 * A failed connect always reports EPOLLERR (tcp_poll checks
+		 * sk_err, set before the wakeup), and a socket still in
+		 * SYN_SENT reports no EPOLLOUT: writability alone is a
+		 * connect done, without asking SO_ERROR.
+		 */
+		if (side == SF_UPSTREAM && (ev & (EPOLLERR | EPOLLHUP)))
+			rx_connected(l, x, sf_net_so_error(x->c.fd[SF_UPSTREAM]), ev);
+		else if (side == SF_UPSTREAM && (ev & EPOLLOUT))
+			rx_connected(l, x, 0, ev);
 		return;
 	}
 	if ((ev & EPOLLERR) && (err = sf_net_so_error(x->c.fd[side])) < 0) {
@@ -299,7 +313,7 @@ static void rx_on_timer(void *ctx, struct sf_timer *tm)
 	else if (x->c.flags & SF_CONN_PROXY)
 		rx_kill(l, x, SF_R_PROXY_HEADER, SF_CLIENT, -ETIMEDOUT, 1);
 	else if (x->connecting)
-		rx_connected(l, x, -ETIMEDOUT);
+		rx_connected(l, x, -ETIMEDOUT, EPOLLIN);
 	else if (sf_conn_idle(&x->c, l->w->now_ms))
 		rx_kill(l, x, SF_R_IDLE_TIMEOUT, -1, 0, 1);
 	else
