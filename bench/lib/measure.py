@@ -184,12 +184,14 @@ def run_cell(args, fwd, wl, ports, prof):
         with PeakRss(fwd.roots() if wl.curve else []) as peak:
             res = run_client(argv, where["gen"], timeout_s=180, on_held=on_held)
         wall = time.monotonic() - t0
-        finish_background(bg, wl, rec)
-        bg = None
+        # Read before the background ends: closing its connections (10,000
+        # idle ones) is the forwarder's work too, but not this workload's.
         cpu1, _ = tree_usage(fwd.roots())
         srv1, _ = tree_usage([server.proc.pid])
         others1 = other_ticks(fwd.roots() + [server.proc.pid])
         busy_s = (cpu_busy(fcpus) - busy0) / CLK_TCK
+        finish_background(bg, wl, rec)
+        bg = None
         rec.update(res)
         rec["workload"], rec["sfload_workload"] = wid, res.get("workload")
         rec["fwd_cpu_s"] = round(cpu1 - cpu0, 3)
