@@ -20,6 +20,7 @@ int sf_net_listen(const struct sf_sockaddr *a, int backlog);
  * A non-blocking UDP socket bound to a, with SO_REUSEADDR and SO_REUSEPORT
  * (one per worker: the kernel keeps a client on one of them), IPV6_V6ONLY
  * off, SO_RXQ_OVFL (the kernel's drop count comes with each datagram),
+ * SO_RCVBUF SF_UDP_RCVBUF (capped by the kernel at net.core.rmem_max),
  * UDP_GRO (a burst of one client's datagrams may arrive as one buffer,
  * sent on with UDP_SEGMENT), and, for a wildcard address, IP_PKTINFO /
  * IPV6_RECVPKTINFO so that a reply can leave from the address the client
@@ -27,6 +28,9 @@ int sf_net_listen(const struct sf_sockaddr *a, int backlog);
  * -errno.
  */
 int sf_net_udp_bind(const struct sf_sockaddr *a);
+
+/* Receive buffer asked for a UDP listener socket: 4 MiB, as QUIC servers advise. */
+#define SF_UDP_RCVBUF (4 << 20)
 
 /* 1 when a is the IPv4 or IPv6 wildcard address. */
 int sf_addr_is_wildcard(const struct sf_sockaddr *a);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -200,4 +201,46 @@ Test(net, reset_sends_rst)
 	cr_assert_eq(errno, ECONNRESET, "%s", strerror(errno));
 	close(sfd);
 	close(lfd);
+}
+
+/* A net.core sysctl as a number, or -1. */
+static long net_core_sysctl(const char *name)
+{
+	char path[128];
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/core/%s", name);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/*
+ * A UDP listener socket asks for SF_UDP_RCVBUF: the kernel grants it up
+ * to net.core.rmem_max (and reports twice what it grants), so the buffer
+ * is at least the larger of the default and what the cap allows.
+ */
+Test(net, udp_bind_raises_receive_buffer)
+{
+	struct sf_sockaddr a = loopback(0);
+	long max = net_core_sysctl("rmem_max"), def = net_core_sysctl("rmem_default");
+	long want = SF_UDP_RCVBUF < max ? SF_UDP_RCVBUF : max;
+	int fd = sf_net_udp_bind(&a);
+
+	cr_assert_geq(fd, 0, "sf_net_udp_bind: %s", strerror(-fd));
+	if (max < 0 || def < 0)
+		cr_skip_test("no /proc/sys/net/core");
+	if (want <= def)
+		cr_skip_test(
+			"net.core.rmem_max %ld is not above rmem_default %ld: nothing to raise",
+			max, def);
+	cr_assert_geq(int_sockopt(fd, SOL_SOCKET, SO_RCVBUF), 2 * want,
+		      "SO_RCVBUF %d, expected 2 x %ld", int_sockopt(fd, SOL_SOCKET, SO_RCVBUF),
+		      want);
+	close(fd);
 }
