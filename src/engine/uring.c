@@ -900,15 +900,12 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 
 /*
  * Groups at most for buffers of size: UR_POOL_BYTES, at least one group.
- *
- * DISABLED: one group, as before the pool. The hour-long soak (2026-11-29,
- * docs/testing.md) saw uring streams begin with 64 KiB that were not
- * theirs (one buffer of another stream) and clean EOFs after 0 bytes,
- * after the pool had grown and retired groups under load: a buffer or a
- * completion outlived its group. Until that is found, the pool does not
- * grow; the sizing code stays, tested by the unit suite.
+ * UR_POOL_GROW 0 keeps one group, as before the pool. It was 0 for a
+ * while (2026-11-29): the hour soak's foreign 64 KiB was blamed on the
+ * pool until it was found to be a closed descriptor's SQE (ur_flush),
+ * with or without growth.
  */
-#define UR_POOL_GROW 0
+#define UR_POOL_GROW 1
 
 static unsigned ur_pool_max(size_t size)
 {
