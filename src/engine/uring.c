@@ -24,6 +24,10 @@
  * - A buffer being sent is never given back to the ring before its send
  *   completes, even when the connection dies: a reused buffer would leak
  *   another connection's bytes to this peer.
+ * - An SQE names its socket by descriptor number, looked up only when it
+ *   is submitted: a connection's SQEs are submitted before its sockets
+ *   close (ur_flush), or a new socket given the same number in the
+ *   meantime would get them (the hour soak's foreign 64 KiB, 2026-11-29).
  * - A group running out of buffers ends a multishot recv with -ENOBUFS:
  *   armed again at once on a group with free buffers if there is one,
  *   else the direction waits on the starved list (counted) until a send
@@ -84,6 +88,7 @@ struct ur_conn {
 	struct ur_conn *dead_next;
 	struct __kernel_timespec cto; /* the connect's linked timeout */
 	int inflight;		      /* requests whose last completion has not come */
+	uint64_t sqe_submits;	      /* l->submits when it last got an SQE naming its sockets */
 	uint8_t connecting;
 	uint8_t closed;
 	uint8_t on_starved;
@@ -95,6 +100,7 @@ struct ur_loop {
 	struct io_uring ring;
 	struct sf_ubpool bufs;
 	struct sf_timer pool_tm; /* ticks the pool while it may shrink */
+	uint64_t submits;	 /* submissions so far, from 1 (see ur_flush) */
 	uint64_t pub[3];	 /* starved, grown, retired: published so far */
 	size_t pub_bytes;
 	unsigned pub_live;
@@ -120,6 +126,16 @@ static uint64_t ud(void *x, enum ur_op op, int side)
 	return (uint64_t)(uintptr_t)x | ((uint64_t)op << 1) | (unsigned)side;
 }
 
+/*
+ * Hand every prepared SQE to the kernel, counted in l->submits. Returns
+ * the number submitted or -errno (io_uring_submit).
+ */
+static int ur_submit(struct ur_loop *l)
+{
+	l->submits++;
+	return io_uring_submit(&l->ring);
+}
+
 /* An SQE, submitting pending ones first when the queue is full; or NULL. */
 static struct io_uring_sqe *ur_sqe(struct ur_loop *l)
 {
@@ -129,10 +145,46 @@ static struct io_uring_sqe *ur_sqe(struct ur_loop *l)
 		return NULL;
 	sqe = io_uring_get_sqe(&l->ring);
 	if (sqe == NULL) {
-		io_uring_submit(&l->ring);
+		ur_submit(l);
 		sqe = io_uring_get_sqe(&l->ring);
 	}
 	return sqe;
+}
+
+/* ur_sqe for a request on a socket of x: x then has an SQE not yet submitted. */
+static struct io_uring_sqe *ur_sqe_for(struct ur_loop *l, struct ur_conn *x)
+{
+	struct io_uring_sqe *sqe = ur_sqe(l);
+
+	if (sqe != NULL)
+		x->sqe_submits = l->submits;
+	return sqe;
+}
+
+/*
+ * Before x's sockets are closed: submit x's SQEs still in our hands. An
+ * SQE names its socket by descriptor number, and the kernel looks the
+ * number up only when the SQE is submitted (at the end of the batch).
+ * Closed before that, the number goes to the next socket opened in the
+ * process (this worker's next upstream connect, another thread's
+ * accept), and a send prepared for x then writes x's bytes to another
+ * connection's peer; a receive would take that connection's bytes.
+ * Submitted, each request holds its own reference to x's socket, and the
+ * close is safe. Costs a system call only for a connection that got an
+ * SQE in the batch that closes it (a reset in the middle of a transfer).
+ */
+static void ur_flush(struct ur_loop *l, struct ur_conn *x)
+{
+	int rc;
+
+	if (x->sqe_submits != l->submits)
+		return;
+	rc = ur_submit(l);
+	if (rc < 0 && l->w->now_ms - l->w->last_warn_ms >= 1000) {
+		l->w->last_warn_ms = l->w->now_ms;
+		sf_log_warnx("worker %u: cannot submit before a close: %s", l->w->id,
+			     strerror(-rc));
+	}
 }
 
 /* Accepting on ls stops for SF_ACCEPT_PAUSE_MS (EMFILE, rule full, no SQE). */
@@ -258,6 +310,7 @@ static void ur_close(struct ur_loop *l, struct ur_conn *x, int reason, int side,
 	if (x->connecting)
 		ur_cancel(l, x, UR_CONNECT, (x->c.flags & SF_CONN_PROXY) ? SF_CLIENT : SF_UPSTREAM);
 	sf_timer_del(&l->timers, &x->c.timer);
+	ur_flush(l, x);
 	if (reset)
 		sf_conn_reset(&x->c, reason, side, err);
 	else
@@ -281,7 +334,7 @@ static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
 	if (x->closed || x->connecting || dir->recv_armed || dir->starved ||
 	    (x->c.flags & SF_CONN_EOF(d)) || dir->q.n >= UR_HIGH)
 		return;
-	sqe = ur_sqe(l);
+	sqe = ur_sqe_for(l, x);
 	if (sqe == NULL) {
 		ur_fail(l, x, d, -EBUSY);
 		return;
@@ -305,7 +358,7 @@ static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
 
 	if (x->closed || dir->send_armed || sf_ubufq_peek(&l->bufs, &dir->q, &p, &len) < 0)
 		return;
-	sqe = ur_sqe(l);
+	sqe = ur_sqe_for(l, x);
 	if (sqe == NULL) {
 		ur_fail(l, x, !d, -EBUSY);
 		return;
@@ -489,7 +542,7 @@ static void ur_start(struct ur_loop *l, struct ur_conn *x)
  */
 static void ur_arm_poll(struct ur_loop *l, struct ur_conn *x, int side)
 {
-	struct io_uring_sqe *sqe = ur_sqe(l), *lt;
+	struct io_uring_sqe *sqe = ur_sqe_for(l, x), *lt;
 	uint64_t ms = x->c.rule->pol->connect_timeout_ms;
 
 	if (sqe == NULL) {
@@ -740,7 +793,7 @@ static void ur_on_cmd(struct ur_loop *l)
 		 * flight on it, the ring holds its own reference to the file.
 		 */
 		ur_listen(l, l->w->gen, 0);
-		io_uring_submit(&l->ring);
+		ur_submit(l);
 		sf_worker_adopt(l->w, g);
 		sf_udp_gen_changed(&l->udp, g);
 		ur_listen(l, g, 1);
@@ -845,15 +898,12 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 
 /*
  * Groups at most for buffers of size: UR_POOL_BYTES, at least one group.
- *
- * DISABLED: one group, as before the pool. The hour-long soak (2026-11-29,
- * docs/testing.md) saw uring streams begin with 64 KiB that were not
- * theirs (one buffer of another stream) and clean EOFs after 0 bytes,
- * after the pool had grown and retired groups under load: a buffer or a
- * completion outlived its group. Until that is found, the pool does not
- * grow; the sizing code stays, tested by the unit suite.
+ * UR_POOL_GROW 0 keeps one group, as before the pool. It was 0 for a
+ * while (2026-11-29): the hour soak's foreign 64 KiB was blamed on the
+ * pool until it was found to be a closed descriptor's SQE (ur_flush),
+ * with or without growth.
  */
-#define UR_POOL_GROW 0
+#define UR_POOL_GROW 1
 
 static unsigned ur_pool_max(size_t size)
 {
@@ -954,6 +1004,7 @@ static int ur_wait(struct ur_loop *l)
 	struct __kernel_timespec ts;
 	int ms = sf_timers_wait_ms(&l->timers, sf_now_ms());
 
+	l->submits++;
 	if (ms < 0)
 		return io_uring_submit_and_wait(&l->ring, 1);
 	ts.tv_sec = ms / 1000;
@@ -1014,6 +1065,7 @@ static int ur_run(struct sf_worker *w)
 	if (l == NULL)
 		return -ENOMEM;
 	l->w = w;
+	l->submits = 1; /* a new connection's 0 is then no submission's */
 	LIST_INIT(&l->all);
 	sf_timers_init(&l->timers);
 	/* Created in the worker thread: SINGLE_ISSUER binds it to this thread. */
