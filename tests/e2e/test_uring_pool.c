@@ -299,6 +299,8 @@ static void wait_one_group(int mport, long long bytes0, int cycle)
 
 Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = 240)
 {
+	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW): a client reset mid-stream "
+		     "in the rounds test under ASan in CI, 2026-11-30, not yet explained");
 	static struct stream s[NSTREAMS];
 	struct srv srv;
 	struct fwd f;
@@ -369,6 +371,8 @@ static long long wait_below(int mport, long long groups)
  */
 Test(uring_pool, grows_and_retires_in_rounds_with_buffers_out, .timeout = 240)
 {
+	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW): a client reset mid-stream "
+		     "in the rounds test under ASan in CI, 2026-11-30, not yet explained");
 	static struct stream s[NSTREAMS];
 	struct srv srv;
 	struct fwd f;
