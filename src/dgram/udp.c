@@ -696,64 +696,21 @@ static unsigned up_split(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
 	return sent;
 }
 
+static void send_batch(struct sf_udp *u, struct sf_udp_sess *s, int d, unsigned first,
+		       unsigned end);
+
 /*
  * Send messages [first, end) of the batch, all from one client, upstream
- * on s's connected socket with sendmmsg: one system call for a client's
- * burst instead of one per datagram. An ICMP port unreachable from the
- * upstream comes back on the next call as ECONNREFUSED and that datagram
- * is not sent: count it and try it again, at most three times (the
- * upstream may be back). A full socket buffer drops the rest (UDP has no
- * backpressure to give); another error drops that message and goes on.
+ * on s's connected socket: one sendmmsg for a client's burst instead of
+ * one sendmsg per datagram.
  */
 static void send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned first, unsigned end)
 {
-	struct mmsghdr *mm = u->mm;
-	int sh = u->w->ctr_shared, k, tries = 0;
-	uint64_t bytes = 0, dgrams = 0, lost = 0;
-	unsigned i, nseg, done = first;
+	unsigned i;
 
 	for (i = first; i < end; i++)
 		up_msg(u, i);
-	while (done < end) {
-		k = sendmmsg(s->io.fd, mm + done, end - done, UDP_SENDFLAGS);
-		if (k > 0) {
-			for (i = done; i < done + (unsigned)k; i++) {
-				bytes += u->slot[i].len;
-				dgrams += segments(u->slot[i].len, u->slot[i].gso);
-			}
-			done += (unsigned)k;
-			tries = 0;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == ECONNREFUSED) {
-			sf_ctr_add(&s->ctr->udp_unreach, 1, sh);
-			if (++tries < 3)
-				continue;
-		} else if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-			for (i = done; i < end; i++)
-				lost += segments(u->slot[i].len, u->slot[i].gso);
-			break;
-		}
-		nseg = segments(u->slot[done].len, u->slot[done].gso);
-		if (nseg > 1 && k < 0 && gso_refused(-errno)) {
-			unsigned sent = up_split(u, s, done);
-
-			dgrams += sent;
-			lost += nseg - sent;
-			bytes += u->slot[done].len; /* close enough: only counted on this path */
-		} else {
-			lost += nseg;
-		}
-		done++;
-		tries = 0;
-	}
-	if (lost > 0)
-		count_drop(u, s->rule, SF_UD_SEND, lost);
-	s->bytes[SF_C2U] += bytes;
-	sf_ctr_add(&s->ctr->bytes[SF_C2U], bytes, sh);
-	sf_ctr_add(&s->ctr->dgrams[SF_C2U], dgrams, sh);
+	send_batch(u, s, SF_C2U, first, end);
 }
 
 /*
@@ -889,54 +846,77 @@ static unsigned reply_split(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
 }
 
 /*
- * Send the n messages of the batch to s's client with sendmmsg, each a
- * datagram or (GRO) several of one segment size sent with UDP_SEGMENT. A
- * full socket buffer drops the rest of the batch (UDP has no
- * backpressure to give); another error drops that message and goes on.
+ * Send messages [first, end) of the batch, prepared in u->mm, for
+ * direction d of s (C2U: on its connected socket; U2C: to its client on
+ * the listener socket) with as few sendmmsg calls as errors allow, each a
+ * datagram or (GRO) several of one segment size sent with UDP_SEGMENT.
+ * An ICMP port unreachable from the upstream comes back on the next call
+ * on the connected socket as ECONNREFUSED and that datagram is not sent:
+ * count it and try it again, at most three times (the upstream may be
+ * back); the unconnected listener socket never reports it. A full socket
+ * buffer drops the rest (UDP has no backpressure to give); another error
+ * drops that message and goes on. Counts bytes, datagrams and drops.
  */
-static void send_down(struct sf_udp *u, struct sf_udp_sess *s, unsigned n)
+static void send_batch(struct sf_udp *u, struct sf_udp_sess *s, int d, unsigned first, unsigned end)
 {
 	struct mmsghdr *mm = u->mm;
-	int sh = u->w->ctr_shared, k;
+	int fd = d == SF_C2U ? s->io.fd : s->lfd, sh = u->w->ctr_shared, k, tries = 0;
 	uint64_t bytes = 0, dgrams = 0, lost = 0;
-	unsigned i, done = 0;
+	unsigned i, nseg, done = first;
 
-	for (i = 0; i < n; i++)
-		reply_msg(u, s, i, 0, 0);
-	while (done < n) {
-		k = sendmmsg(s->lfd, mm + done, n - done, UDP_SENDFLAGS);
+	while (done < end) {
+		k = sendmmsg(fd, mm + done, end - done, UDP_SENDFLAGS);
 		if (k > 0) {
 			for (i = done; i < done + (unsigned)k; i++) {
 				bytes += u->slot[i].len;
 				dgrams += segments(u->slot[i].len, u->slot[i].gso);
 			}
 			done += (unsigned)k;
+			tries = 0;
 			continue;
 		}
-		if (k < 0 && errno == EINTR)
+		if (k == 0)
+			errno = EIO; /* not seen with vlen > 0: drop that message, go on */
+		if (errno == EINTR)
 			continue;
-		if (k < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-			for (i = done; i < n; i++)
+		if (errno == ECONNREFUSED) {
+			sf_ctr_add(&s->ctr->udp_unreach, 1, sh);
+			if (++tries < 3)
+				continue;
+		} else if (errno == EAGAIN || errno == ENOBUFS) {
+			for (i = done; i < end; i++)
 				lost += segments(u->slot[i].len, u->slot[i].gso);
 			break;
 		}
-		i = segments(u->slot[done].len, u->slot[done].gso);
-		if (i > 1 && gso_refused(-errno)) {
-			unsigned sent = reply_split(u, s, done);
+		nseg = segments(u->slot[done].len, u->slot[done].gso);
+		if (nseg > 1 && gso_refused(-errno)) {
+			unsigned sent =
+				d == SF_C2U ? up_split(u, s, done) : reply_split(u, s, done);
 
 			dgrams += sent;
-			lost += i - sent;
+			lost += nseg - sent;
 			bytes += u->slot[done].len; /* close enough: only counted on this path */
 		} else {
-			lost += i;
+			lost += nseg;
 		}
 		done++;
+		tries = 0;
 	}
 	if (lost > 0)
 		count_drop(u, s->rule, SF_UD_SEND, lost);
-	s->bytes[SF_U2C] += bytes;
-	sf_ctr_add(&s->ctr->bytes[SF_U2C], bytes, sh);
-	sf_ctr_add(&s->ctr->dgrams[SF_U2C], dgrams, sh);
+	s->bytes[d] += bytes;
+	sf_ctr_add(&s->ctr->bytes[d], bytes, sh);
+	sf_ctr_add(&s->ctr->dgrams[d], dgrams, sh);
+}
+
+/* Send the n messages of the batch, received on s's socket, to s's client. */
+static void send_down(struct sf_udp *u, struct sf_udp_sess *s, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		reply_msg(u, s, i, 0, 0);
+	send_batch(u, s, SF_U2C, 0, n);
 }
 
 /* The GRO segment size of each message of a batch received on a session socket. */

@@ -460,18 +460,22 @@ void fwd_start_srv(struct fwd *f, const char *engine, const struct srv *s)
 	fwd_start(f, &o);
 }
 
-/* Descriptors of process pid whose link begins with kind ("socket:", "pipe:"). */
-int proc_fds_of(pid_t pid, const char *kind)
+/*
+ * Call fn with the link of every descriptor of process pid (its
+ * /proc/PID/fd entries; one closed meanwhile is skipped). Returns 0, or
+ * -1 when the process is gone.
+ */
+static int proc_fd_each(pid_t pid, void (*fn)(const char *link, void *arg), void *arg)
 {
 	char dir[64], path[320], link[128];
 	struct dirent *d;
 	DIR *dp;
-	int n = 0;
 
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	dp = opendir(dir);
-	sys_assert(dp != NULL, "opendir %s", dir);
-	while ((d = readdir(dp)) != NULL) {
+	if (dp == NULL)
+		return -1;
+	for (int i = 0; i < 1000000 && (d = readdir(dp)) != NULL; i++) {
 		ssize_t len;
 
 		if (d->d_name[0] == '.')
@@ -481,11 +485,32 @@ int proc_fds_of(pid_t pid, const char *kind)
 		if (len <= 0)
 			continue; /* closed meanwhile */
 		link[len] = '\0';
-		if (strncmp(link, kind, strlen(kind)) == 0)
-			n++;
+		fn(link, arg);
 	}
 	closedir(dp);
-	return n;
+	return 0;
+}
+
+struct fd_kind_count {
+	const char *kind;
+	int n;
+};
+
+static void count_kind(const char *link, void *arg)
+{
+	struct fd_kind_count *c = arg;
+
+	if (strncmp(link, c->kind, strlen(c->kind)) == 0)
+		c->n++;
+}
+
+/* Descriptors of process pid whose link begins with kind ("socket:", "pipe:"). */
+int proc_fds_of(pid_t pid, const char *kind)
+{
+	struct fd_kind_count c = { kind, 0 };
+
+	sys_assert(proc_fd_each(pid, count_kind, &c) == 0, "opendir /proc/%d/fd", (int)pid);
+	return c.n;
 }
 
 /* ---- /proc ---- */
@@ -1485,42 +1510,28 @@ struct inode_set {
 	size_t n, cap;
 };
 
+static void add_socket_inode(const char *link, void *arg)
+{
+	struct inode_set *set = arg;
+	unsigned long ino;
+
+	if (sscanf(link, "socket:[%lu]", &ino) != 1)
+		return;
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 256;
+		unsigned long *v = realloc(set->v, cap * sizeof(*v));
+
+		cr_assert(v != NULL, "realloc failed");
+		set->v = v;
+		set->cap = cap;
+	}
+	set->v[set->n++] = ino;
+}
+
 /* Socket inodes of /proc/PID/fd; 0, or -1 when the process is gone. */
 static int pid_socket_inodes(pid_t pid, struct inode_set *set)
 {
-	char path[64], link[64], lp[320];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	d = opendir(path);
-	if (d == NULL)
-		return -1;
-	for (int i = 0; i < 1000000 && (de = readdir(d)) != NULL; i++) {
-		unsigned long ino;
-		ssize_t r;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(lp, sizeof(lp), "%s/%s", path, de->d_name);
-		r = readlink(lp, link, sizeof(link) - 1);
-		if (r <= 0)
-			continue;
-		link[r] = '\0';
-		if (sscanf(link, "socket:[%lu]", &ino) != 1)
-			continue;
-		if (set->n == set->cap) {
-			size_t cap = set->cap ? set->cap * 2 : 256;
-			unsigned long *v = realloc(set->v, cap * sizeof(*v));
-
-			cr_assert(v != NULL, "realloc failed");
-			set->v = v;
-			set->cap = cap;
-		}
-		set->v[set->n++] = ino;
-	}
-	closedir(d);
-	return 0;
+	return proc_fd_each(pid, add_socket_inode, set);
 }
 
 static int cmp_ulong(const void *a, const void *b)

@@ -297,6 +297,26 @@ static void wait_one_group(int mport, long long bytes0, int cycle)
 		  groups, bytes, bytes0);
 }
 
+/*
+ * The pool of a fresh forwarder, once its worker has set it up (the
+ * listener accepts before that): one group, nobody starved. Returns one
+ * group's bytes, kept in group_bytes for at_cap.
+ */
+static long long pool_at_rest(int mport)
+{
+	uint64_t end = now_ms() + PHASE_MS;
+	long long groups, bytes;
+
+	while ((groups = scrape_value(mport, "sockfwd_uring_buffer_groups")) == 0 && now_ms() < end)
+		sleep_ms(20);
+	cr_assert_eq(groups, 1, "starts with %lld groups, not one", groups);
+	bytes = scrape_value(mport, "sockfwd_uring_buffer_bytes");
+	cr_assert(bytes >= (long long)(128 * 64 * KiB), "one group maps %lld bytes", bytes);
+	cr_assert_eq(scrape_value(mport, "sockfwd_uring_buffer_starved_total"), 0);
+	group_bytes = bytes;
+	return bytes;
+}
+
 Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = 240)
 {
 	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW): a client reset mid-stream "
@@ -305,20 +325,11 @@ Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = 240)
 	struct srv srv;
 	struct fwd f;
 	char maddr[64];
-	long long bytes0, peak = 0, groups, grown, retired, starved;
-	uint64_t end;
+	long long bytes0, peak = 0, grown, retired, starved;
 	int mport;
 
 	start(&f, &srv, maddr, sizeof(maddr), &mport, NULL);
-	/* The listener accepts before the worker has set its pool up: wait for it. */
-	end = now_ms() + PHASE_MS;
-	while ((groups = scrape_value(mport, "sockfwd_uring_buffer_groups")) == 0 && now_ms() < end)
-		sleep_ms(20);
-	cr_assert_eq(groups, 1, "starts with %lld groups, not one", groups);
-	bytes0 = scrape_value(mport, "sockfwd_uring_buffer_bytes");
-	cr_assert(bytes0 >= (long long)(128 * 64 * KiB), "one group maps %lld bytes", bytes0);
-	group_bytes = bytes0;
-	cr_assert_eq(scrape_value(mport, "sockfwd_uring_buffer_starved_total"), 0);
+	bytes0 = pool_at_rest(mport);
 
 	streams_open(s, NSTREAMS, f.port, 5000);
 	write_until(s, NSTREAMS, mport, at_cap);
@@ -379,16 +390,10 @@ Test(uring_pool, grows_and_retires_in_rounds_with_buffers_out, .timeout = 240)
 	char maddr[64];
 	long long bytes0, peak = 0, grown, retired;
 	int shrank = 0; /* rounds in which groups were retired under the held streams */
-	uint64_t end;
 	int mport;
 
 	start(&f, &srv, maddr, sizeof(maddr), &mport, NULL);
-	end = now_ms() + PHASE_MS;
-	while (scrape_value(mport, "sockfwd_uring_buffer_groups") == 0 && now_ms() < end)
-		sleep_ms(20);
-	bytes0 = scrape_value(mport, "sockfwd_uring_buffer_bytes");
-	cr_assert(bytes0 >= (long long)(128 * 64 * KiB), "one group maps %lld bytes", bytes0);
-	group_bytes = bytes0;
+	bytes0 = pool_at_rest(mport);
 	for (int r = 0; r < ROUNDS; r++) {
 		streams_open(s, NSTREAMS, f.port, 100000 * (uint64_t)(r + 1));
 		for (int i = NSTREAMS - NHOLD; i < NSTREAMS; i++)
