@@ -105,6 +105,14 @@ void rx_pump(struct rx_loop *l, struct rx_conn *x, int d)
 
 	if (x->dead || (c->flags & SF_CONN_SHUT(d)))
 		return;
+	/*
+	 * A direction that spent its budget waits for its turn on the ready
+	 * list even when a new edge arrives: one budget per direction per
+	 * loop turn, or a bulk stream would take two for every epoll_wait
+	 * that its neighbours get.
+	 */
+	if (x->queued && x->more[d])
+		return;
 	rc = l->xf->pump(l, x, d);
 	if (rc < 0) {
 		rx_kill(l, x, SF_R_RESET, x->err_side, rc, 1);
@@ -509,13 +517,24 @@ static void rx_run_cmds(struct rx_loop *l)
 		l->stop = 1;
 }
 
-/* Serve the connections whose pumps ran out of budget last round. */
-static void rx_run_ready(struct rx_loop *l)
+/*
+ * Take the ready list: the connections whose pumps spent their budget.
+ * Those queued from now on wait for the next turn.
+ */
+static struct rx_conn *rx_take_ready(struct rx_loop *l)
 {
-	struct rx_conn *x = l->ready, *next;
-	int d;
+	struct rx_conn *x = l->ready;
 
 	l->ready = l->ready_tail = NULL;
+	return x;
+}
+
+/* Pump again the directions of list x (from rx_take_ready) that asked for more. */
+static void rx_run_ready(struct rx_loop *l, struct rx_conn *x)
+{
+	struct rx_conn *next;
+	int d;
+
 	for (; x != NULL; x = next) {
 		next = x->ready_next;
 		x->queued = 0;
@@ -565,7 +584,7 @@ static void rx_teardown(struct rx_loop *l)
 	rx_pairs_free(l);
 	/* Dequeue so that every dead connection reaches the dead list. */
 	while (l->ready != NULL)
-		rx_run_ready(l);
+		rx_run_ready(l, rx_take_ready(l));
 	rx_free_dead(l);
 	sf_udp_destroy(&l->udp);
 	sf_timers_destroy(&l->timers);
@@ -612,6 +631,8 @@ int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 		return rc;
 	}
 	while (!l.stop) {
+		struct rx_conn *carried;
+
 		w->now_ms = sf_now_ms();
 		n = epoll_wait(l.epfd, evs, MAX_EVENTS,
 			       l.ready != NULL ? 0 : sf_timers_wait_ms(&l.timers, w->now_ms));
@@ -621,12 +642,19 @@ int sf_reactor_run(struct sf_worker *w, const struct rx_xfer *xf)
 			return rc;
 		}
 		w->now_ms = sf_now_ms();
+		/*
+		 * The directions carried over from the last turn run after this
+		 * turn's events, and those that spend their budget now wait for
+		 * the next turn: between two budgets of a bulk stream every
+		 * other socket gets an epoll_wait.
+		 */
+		carried = rx_take_ready(&l);
 		for (i = 0; i < n; i++) {
 			struct sf_io *io = evs[i].data.ptr;
 
 			io->cb(&l, io, evs[i].events);
 		}
-		rx_run_ready(&l);
+		rx_run_ready(&l, carried);
 		rx_run_timers(&l);
 		rx_free_dead(&l);
 		sf_udp_reap(&l.udp);

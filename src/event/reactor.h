@@ -21,7 +21,7 @@
 struct sf_worker;
 
 /* Bytes one direction may move per wakeup before others get a turn. */
-#define RX_BUDGET (1u << 20)
+#define RX_BUDGET (1u << 18)
 
 /* Pump results. */
 enum { RX_WAIT = 0, RX_MORE = 1 };
