@@ -11,8 +11,9 @@
  * EPOLLRDHUP|EPOLLET, so no epoll_ctl is needed on the data path: an
  * input edge on a socket pumps the direction it is the source of, an
  * output edge the direction it is the destination of. A pump that spends
- * its budget queues its connection on the ready list, served before the
- * next epoll_wait, since edge-triggered epoll would not wake us again.
+ * its budget queues its connection on the ready list, since edge-triggered
+ * epoll would not wake us again; the list is served in the next turn of
+ * the loop, after that turn's events (epoll_wait does not sleep then).
  *
  * Connections closed while events for them are still in the current
  * batch are marked dead and freed only after the batch.

@@ -20,7 +20,7 @@
 
 struct sf_worker;
 
-/* Bytes one direction may move per wakeup before others get a turn. */
+/* Bytes one direction may move per turn of the loop before others get theirs. */
 #define RX_BUDGET (1u << 18)
 
 /* Pump results. */
