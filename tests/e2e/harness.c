@@ -160,6 +160,26 @@ const char *fwd_bin(void)
 	return b && *b ? b : "build/sockfwd";
 }
 
+/*
+ * Where a forwarder's stderr goes: a memfd, or with SOCKFWD_TEST_STDERR_DIR
+ * set (debugging a failure that kills the test before it can print), a
+ * file there named by test process and forwarder, kept after the test.
+ */
+static int stderr_fd(void)
+{
+	static int seq;
+	const char *dir = getenv("SOCKFWD_TEST_STDERR_DIR");
+	char path[4096];
+	int fd;
+
+	if (dir == NULL || *dir == '\0')
+		return memfd_create("sockfwd-stderr", MFD_CLOEXEC);
+	snprintf(path, sizeof(path), "%s/sockfwd-%d-%d.err", dir, (int)getpid(), seq++);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	sys_assert(fd >= 0, "open %s", path);
+	return fd;
+}
+
 int fwd_outputs(struct fwd *f)
 {
 	int devnull;
@@ -167,7 +187,7 @@ int fwd_outputs(struct fwd *f)
 	memset(f, 0, sizeof(*f));
 	f->out_fd = memfd_create("sockfwd-stdout", MFD_CLOEXEC);
 	sys_assert(f->out_fd >= 0, "memfd_create");
-	f->err_fd = memfd_create("sockfwd-stderr", MFD_CLOEXEC);
+	f->err_fd = stderr_fd();
 	sys_assert(f->err_fd >= 0, "memfd_create");
 	/*
 	 * O_APPEND: a memfd's shared file offset is not updated atomically, so
@@ -434,6 +454,9 @@ void fwd_start(struct fwd *f, const struct fwd_opts *o)
 			argv[n++] = "-j";
 			argv[n++] = threads;
 		}
+		/* Debugging only: tests that read the log expect it without -v. */
+		if (getenv("SOCKFWD_TEST_VERBOSE") != NULL)
+			argv[n++] = "-v";
 		for (int i = 0; i < FWD_EXTRA && o->extra[i] != NULL; i++) {
 			cr_assert(n < MAX_ARGS - 1, "too many arguments");
 			argv[n++] = o->extra[i];
@@ -1025,6 +1048,8 @@ static void srv_echo(struct srv *s, int fd, unsigned char *buf)
 		}
 		if (r != 0 && total > 0 && (errno == ECONNRESET || errno == EPIPE))
 			atomic_fetch_add(&s->resets, 1);
+		if (r != 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			atomic_fetch_add(&s->timeouts, 1);
 		return;
 	}
 }
@@ -1153,7 +1178,8 @@ static void *srv_conn_main(void *arg)
 	struct srv_conn *c = arg;
 	struct srv *s = c->srv;
 	unsigned char *buf = malloc(CHUNK);
-	struct timeval tv = { .tv_sec = SRV_IO_TIMEOUT_MS / 1000 };
+	struct timeval tv = { .tv_sec = s->io_timeout_ms / 1000,
+			      .tv_usec = (s->io_timeout_ms % 1000) * 1000 };
 	int rst = 0;
 
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -1264,6 +1290,7 @@ void srv_bind(struct srv *s, int family, enum srv_kind kind, int port)
 	memset(s, 0, sizeof(*s));
 	s->family = family;
 	s->kind = kind;
+	s->io_timeout_ms = SRV_IO_TIMEOUT_MS;
 	s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	sys_assert(s->lfd >= 0, "socket");
 	sys_assert(bind(s->lfd, (struct sockaddr *)&ss, slen) == 0, "bind port %d", port);

@@ -272,6 +272,15 @@ struct srv {
 	_Atomic int active;	/* connection threads running */
 	_Atomic int eofs;	/* SRV_ECHO connections with data that ended with EOF */
 	_Atomic int resets;	/* SRV_ECHO connections with data that ended with a reset */
+	_Atomic int timeouts;	/* connections ended by io_timeout_ms without progress */
+	/*
+	 * How long a connection thread waits on one recv or send before it
+	 * gives up and closes (SRV_IO_TIMEOUT_MS unless set between srv_bind
+	 * and srv_listen). A test that keeps an upstream blocked on purpose
+	 * (a client that does not read, for longer than that) must raise it:
+	 * the close would reset a connection the test still means to use.
+	 */
+	int io_timeout_ms;
 	pthread_t th;
 };
 
