@@ -903,8 +903,11 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
  * closed descriptor's SQE, ur_flush) and a client reset in uring_pool's
  * rounds test (its echo server gave up 30 s into a hold and closed; the
  * forwarder rightly passed on the reset that came from that upstream).
+ * Off now for a cost that is the pool's: with growth on, the bench's
+ * 512- and 4,096-stream curves ran at a third to a quarter of the
+ * throughput, at 3-4x the CPU per GB (2026-11-30, docs/benchmarks.md).
  */
-#define UR_POOL_GROW 1
+#define UR_POOL_GROW 0
 
 static unsigned ur_pool_max(size_t size)
 {
