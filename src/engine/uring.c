@@ -904,8 +904,8 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
  * rounds test (its echo server gave up 30 s into a hold and closed; the
  * forwarder rightly passed on the reset that came from that upstream).
  * Off now for a cost that is the pool's: with growth on, the bench's
- * 512- and 4,096-stream curves ran at a third to a quarter of the
- * throughput, at 3-4x the CPU per GB (2026-11-30, docs/benchmarks.md).
+ * 512- and 4,096-stream curves ran at 0.24-0.41x of the
+ * throughput, at 2.5-5x the CPU per GB (2026-11-30, docs/benchmarks.md).
  */
 #define UR_POOL_GROW 0
 
