@@ -21,7 +21,7 @@
 struct sf_worker;
 
 /* Bytes one direction may move per turn of the loop before others get theirs. */
-#define RX_BUDGET (1u << 18)
+#define RX_BUDGET (1u << 20)
 
 /* Pump results. */
 enum { RX_WAIT = 0, RX_MORE = 1 };
