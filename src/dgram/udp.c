@@ -696,78 +696,6 @@ static unsigned up_split(struct sf_udp *u, struct sf_udp_sess *s, unsigned i)
 	return sent;
 }
 
-static void send_batch(struct sf_udp *u, struct sf_udp_sess *s, int d, unsigned first,
-		       unsigned end);
-
-/*
- * Send messages [first, end) of the batch, all from one client, upstream
- * on s's connected socket: one sendmmsg for a client's burst instead of
- * one sendmsg per datagram.
- */
-static void send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned first, unsigned end)
-{
-	unsigned i;
-
-	for (i = first; i < end; i++)
-		up_msg(u, i);
-	send_batch(u, s, SF_C2U, first, end);
-}
-
-/*
- * Serve a listener: read batches, find or make each datagram's session,
- * and send each run of consecutive datagrams of one session upstream in
- * one call. A run is sent before a session is made, since making one may
- * evict (free) the least recently used session.
- */
-int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
-{
-	struct sf_rule *r = ls->l->rule;
-	struct sf_udp_sess *run;
-	unsigned b, i, first;
-	int n, drop;
-
-	for (b = 0; b < UDP_BUDGET; b++) {
-		n = batch_recv(u, ls->io.fd, 1);
-		if (n <= 0)
-			break;
-		run = NULL;
-		first = 0;
-		for (i = 0; i < (unsigned)n; i++) {
-			struct sf_udp_slot *sl = &u->slot[i];
-			struct sf_udp_sess *s;
-
-			slot_parse(u, ls, i);
-			s = NULL;
-			if (sl->flags & MSG_TRUNC)
-				count_drop(u, r, SF_UD_TRUNC, 1);
-			else if (sl->peer.len > 0) {
-				if (!ls->l->wildcard)
-					sl->local.len = 0;
-				s = sf_udp_find(u, ls->io.fd, &sl->peer, &sl->local);
-			}
-			if (run != NULL && s != run) {
-				send_up(u, run, first, i);
-				run = NULL;
-			}
-			if (s == NULL && !(sl->flags & MSG_TRUNC) && sl->peer.len > 0 &&
-			    (s = sess_new(u, ls, sl, &drop)) == NULL)
-				count_drop(u, r, drop, 1);
-			if (s == NULL)
-				continue;
-			sess_touch(u, s);
-			if (run == NULL) {
-				run = s;
-				first = i;
-			}
-		}
-		if (run != NULL)
-			send_up(u, run, first, (unsigned)n);
-		if ((unsigned)n < u->batch)
-			break;
-	}
-	return 0;
-}
-
 /*
  * The control message that makes a reply leave from s->local, into
  * msg's control buffer: IP_PKTINFO for an IPv4 socket, IPV6_PKTINFO
@@ -907,6 +835,75 @@ static void send_batch(struct sf_udp *u, struct sf_udp_sess *s, int d, unsigned 
 	s->bytes[d] += bytes;
 	sf_ctr_add(&s->ctr->bytes[d], bytes, sh);
 	sf_ctr_add(&s->ctr->dgrams[d], dgrams, sh);
+}
+
+/*
+ * Send messages [first, end) of the batch, all from one client, upstream
+ * on s's connected socket: one sendmmsg for a client's burst instead of
+ * one sendmsg per datagram.
+ */
+static void send_up(struct sf_udp *u, struct sf_udp_sess *s, unsigned first, unsigned end)
+{
+	unsigned i;
+
+	for (i = first; i < end; i++)
+		up_msg(u, i);
+	send_batch(u, s, SF_C2U, first, end);
+}
+
+/*
+ * Serve a listener: read batches, find or make each datagram's session,
+ * and send each run of consecutive datagrams of one session upstream in
+ * one call. A run is sent before a session is made, since making one may
+ * evict (free) the least recently used session.
+ */
+int sf_udp_on_listen(struct sf_udp *u, struct sf_lsock *ls)
+{
+	struct sf_rule *r = ls->l->rule;
+	struct sf_udp_sess *run;
+	unsigned b, i, first;
+	int n, drop;
+
+	for (b = 0; b < UDP_BUDGET; b++) {
+		n = batch_recv(u, ls->io.fd, 1);
+		if (n <= 0)
+			break;
+		run = NULL;
+		first = 0;
+		for (i = 0; i < (unsigned)n; i++) {
+			struct sf_udp_slot *sl = &u->slot[i];
+			struct sf_udp_sess *s;
+
+			slot_parse(u, ls, i);
+			s = NULL;
+			if (sl->flags & MSG_TRUNC)
+				count_drop(u, r, SF_UD_TRUNC, 1);
+			else if (sl->peer.len > 0) {
+				if (!ls->l->wildcard)
+					sl->local.len = 0;
+				s = sf_udp_find(u, ls->io.fd, &sl->peer, &sl->local);
+			}
+			if (run != NULL && s != run) {
+				send_up(u, run, first, i);
+				run = NULL;
+			}
+			if (s == NULL && !(sl->flags & MSG_TRUNC) && sl->peer.len > 0 &&
+			    (s = sess_new(u, ls, sl, &drop)) == NULL)
+				count_drop(u, r, drop, 1);
+			if (s == NULL)
+				continue;
+			sess_touch(u, s);
+			if (run == NULL) {
+				run = s;
+				first = i;
+			}
+		}
+		if (run != NULL)
+			send_up(u, run, first, (unsigned)n);
+		if ((unsigned)n < u->batch)
+			break;
+	}
+	return 0;
 }
 
 /* Send the n messages of the batch, received on s's socket, to s's client. */

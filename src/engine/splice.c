@@ -213,19 +213,22 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		/* Pipe empty here. */
 		if ((x->c.flags & SF_CONN_EOF(d)) || src_dry)
 			break;
-		if (budget == 0) {
-			sp_release_pipe(l, dir);
-			return RX_MORE;
-		}
+		if (budget == 0)
+			return RX_MORE; /* empty: the reactor gives the pipe back */
 	}
 	sp_release_pipe(l, dir);
 	/*
-	 * Only a burst that began with an empty pipe tells the message size:
-	 * a call woken to flush the pipe reads little and means nothing. A
-	 * bulk stream also meets a nearly dry socket now and then, hence the
-	 * streak: request/response traffic makes one at once.
+	 * Only a burst that began with an empty pipe and read something tells
+	 * the message size: a call woken to flush the pipe reads little and
+	 * means nothing, and neither does one that found the socket already
+	 * empty (an edge for bytes the previous call took, or a direction
+	 * resumed after its budget whose sender had not caught up): counted,
+	 * those sent a bulk stream back to a buffer, and more of them the
+	 * smaller the budget. A bulk stream also meets a nearly dry socket now
+	 * and then, hence the streak: request/response traffic makes one at
+	 * once.
 	 */
-	if (fresh && RX_BUDGET - budget < SP_SMALL) {
+	if (fresh && budget < RX_BUDGET && RX_BUDGET - budget < SP_SMALL) {
 		if (++dir->small_bursts >= SP_STREAK) {
 			dir->small_bursts = 0;
 			dir->mode = SP_BUF_SMALL;

@@ -20,8 +20,13 @@
 
 struct sf_worker;
 
-/* Bytes one direction may move per turn of the loop before others get theirs. */
-#define RX_BUDGET (1u << 20)
+/*
+ * Bytes one direction may move per turn of the loop before others get
+ * theirs. 1 MiB made a request/response neighbour of one bulk stream wait
+ * 2.2-2.5 ms at p50; 256 KiB 0.6-1.2 ms, for about 10% more CPU per GB
+ * at 512 splice streams (docs/benchmarks.md, "The 256 KiB budget").
+ */
+#define RX_BUDGET (256u << 10)
 
 /* Pump results. */
 enum { RX_WAIT = 0, RX_MORE = 1 };
@@ -46,7 +51,7 @@ struct rx_conn {
 	uint8_t connecting;
 	uint8_t dead;
 	uint8_t queued;
-	uint8_t more[2]; /* direction stopped by its budget */
+	uint8_t more[2]; /* stopped by its budget: 0, or the turn's mark (rx_mark) */
 	uint8_t hup[2];	 /* socket reported EPOLLRDHUP/HUP/ERR: read it to the end */
 	int8_t err_side; /* side whose call failed, for the close line */
 
@@ -66,11 +71,13 @@ struct rx_loop;
  *
  * pump: move bytes of direction d until its socket or destination would
  * block, its source reached EOF and everything is written, or the budget
- * ran out. Returns RX_WAIT, RX_MORE (call again soon), or -errno with
- * x->err_side set (the connection is then reset). On EOF it calls
- * sf_conn_eof and leaves the FIN to the reactor.
+ * ran out. Returns RX_WAIT, RX_MORE (budget spent with every byte read
+ * written: call again next turn), or -errno with x->err_side set (the
+ * connection is then reset). On EOF it calls sf_conn_eof and leaves the
+ * FIN to the reactor.
  * empty: direction d holds no byte read and not yet written.
- * release: give back what direction d borrowed (the connection ends).
+ * release: give back what direction d borrowed, holding no byte (the
+ * connection ends, or the direction waits for its next turn).
  * init/destroy: the engine's per-loop state in l->priv (may be NULL).
  */
 struct rx_xfer {
@@ -93,6 +100,7 @@ struct rx_loop {
 	struct sf_timers timers;
 	struct sf_io cmd; /* the worker's command channel */
 	struct rx_conn *ready, *ready_tail;
+	unsigned turn; /* turns of the loop: tells this turn's queued from the last's */
 	struct rx_conn *dead;
 	LIST_HEAD(, rx_conn) all;
 	struct sf_udp udp;	/* UDP rules: sessions (dgram/udp.c) */

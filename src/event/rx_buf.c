@@ -23,7 +23,7 @@ void sf_rx_buf_release(struct rx_loop *l, struct rx_conn *x, int d)
 /*
  * Write what the buffer holds, then read again, until a socket would
  * block or the budget is spent. A buffer left empty goes back to the
- * pool, so an idle or queued direction holds none.
+ * pool, so an idle direction holds none (a queued one: rx_pump).
  *
  * A short recv means TCP's receive queue was empty at that moment, and
  * any byte arriving later raises a new edge, so the read that could only
@@ -51,16 +51,8 @@ int sf_rx_buf_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		}
 		if ((x->c.flags & SF_CONN_EOF(d)) || drained)
 			break;
-		if (budget == 0) {
-			/*
-			 * Empty here: give it back while queued, or every busy
-			 * direction would keep a buffer across the turn and the
-			 * copies would run through a working set of hundreds of
-			 * buffers instead of the few the pool keeps warm.
-			 */
-			sf_rx_buf_release(l, x, d);
-			return RX_MORE;
-		}
+		if (budget == 0)
+			return RX_MORE; /* empty: the reactor gives the buffer back */
 		if (dir->buf == NULL && (dir->buf = sf_bufpool_get(&l->bufs)) == NULL) {
 			x->err_side = d;
 			return -ENOMEM;

@@ -46,11 +46,20 @@
 struct chunk_dir {
 	char buf[CHUNK_CAP];
 	size_t len, off;
-	int released;
+	unsigned spent_turn; /* the loop's turn of its last RX_MORE, if spent */
+	int spent;
 };
 
-/* Written by the worker thread, read after it is joined. */
-static unsigned chunk_more, chunk_releases, chunk_double_release;
+/*
+ * Written by the worker thread, read after it is joined. The reactor
+ * releases a direction after each RX_MORE and once at the end of its
+ * connection, so releases == more + 2 per connection; a release while
+ * bytes are held would drop them in a connection that ends cleanly.
+ */
+static unsigned chunk_more, chunk_releases, chunk_release_held;
+
+/* Pumps of a direction in the turn of the loop where it spent its budget. */
+static unsigned chunk_twice;
 
 /* Write what the direction holds. Returns 1 when it is empty, 0 when dst is full, -errno. */
 static int chunk_flush(struct rx_conn *x, struct chunk_dir *cd, int d)
@@ -87,6 +96,8 @@ static int chunk_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	char c;
 	int rc;
 
+	if (cd->spent && cd->spent_turn == l->turn)
+		chunk_twice++;
 	if ((rc = chunk_flush(x, cd, d)) < 0)
 		return rc;
 	room = CHUNK_CAP - cd->len; /* after the flush, which may have emptied it */
@@ -106,11 +117,13 @@ static int chunk_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	cd->len += (size_t)n;
 	if (recv(x->c.fd[d], &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
 		sf_conn_eof(&x->c, d);
-	if ((rc = chunk_flush(x, cd, d)) < 0)
-		return rc;
+	if ((rc = chunk_flush(x, cd, d)) <= 0)
+		return rc; /* RX_MORE only with every byte written */
 	if (x->c.flags & SF_CONN_EOF(d))
 		return RX_WAIT;
 	chunk_more++;
+	cd->spent = 1;
+	cd->spent_turn = l->turn;
 	return RX_MORE;
 }
 
@@ -123,11 +136,10 @@ static int chunk_empty(const struct rx_conn *x, int d)
 
 static void chunk_release(struct rx_loop *l, struct rx_conn *x, int d)
 {
-	struct chunk_dir *cd = rx_priv(x, l, d);
-
+	(void)l;
 	chunk_releases++;
-	if (cd->released++)
-		chunk_double_release++;
+	if (!chunk_empty(x, d))
+		chunk_release_held++;
 }
 
 static const struct rx_xfer chunk_xf = {
@@ -397,8 +409,14 @@ Test(reactor, bulk_through_the_ready_queue)
 {
 	bulk(&chunk_engine, 1u << 20);
 	cr_assert_gt(chunk_more, 1000, "the ready queue was not exercised: %u", chunk_more);
-	cr_assert_eq(chunk_releases, 2, "release once per direction: %u", chunk_releases);
-	cr_assert_eq(chunk_double_release, 0);
+	cr_assert_eq(chunk_releases, chunk_more + 2,
+		     "%u releases for %u budgets spent: once for each and once per direction at "
+		     "the end",
+		     chunk_releases, chunk_more);
+	cr_assert_eq(chunk_release_held, 0, "released while holding bytes");
+	cr_assert_eq(chunk_twice, 0,
+		     "%u times a direction was pumped again in the turn it spent its budget",
+		     chunk_twice);
 }
 
 /* Many connections at once through the queue: none is starved or loses a byte. */
@@ -417,11 +435,69 @@ Test(reactor, ready_queue_with_many_connections)
 	transfer_n(cfd, ufd, N, 256 * 1024, 128 * 1024);
 	rt_stop(&t);
 	cr_assert_eq(rt_ctr(&t)->accepted, N);
-	cr_assert_eq(chunk_double_release, 0);
+	cr_assert_eq(chunk_releases, chunk_more + 2 * N, "%u releases for %u budgets spent",
+		     chunk_releases, chunk_more);
+	cr_assert_eq(chunk_release_held, 0, "released while holding bytes");
+	cr_assert_eq(chunk_twice, 0,
+		     "%u times a direction was pumped again in the turn it spent its budget",
+		     chunk_twice);
 	for (int i = 0; i < N; i++) {
 		close(cfd[i]);
 		close(ufd[i]);
 	}
+	close(lfd);
+	rt_done(&t);
+}
+
+/*
+ * One budget per direction per turn, also for the two directions of one
+ * connection: while the client's bulk keeps the connection on the ready
+ * queue, each of 200 one-byte replies wakes the other direction by an
+ * edge; that direction spends its (chunk) budget at once and must wait
+ * for the next turn, not run again when the queue is served in this one.
+ */
+Test(reactor, one_budget_per_direction_per_turn)
+{
+	struct rt t;
+	int up, lfd = fx_listen(&up, 8), cfd, ufd, pings = 0, waiting = 0;
+	struct flow bulk;
+	char c;
+
+	rt_start(&t, &chunk_engine, "", up);
+	cfd = fx_connect(t.port);
+	ufd = up_accept(lfd);
+	bulk = (struct flow){ .from = cfd, .to = ufd, .len = 64u << 20, .seed = 3 };
+	for (int round = 0; round < 1000000 && !bulk.eof_seen; round++) {
+		struct pollfd p[2] = { { .fd = cfd, .events = POLLIN },
+				       { .fd = ufd, .events = POLLIN } };
+
+		if (!bulk.fin_sent)
+			p[0].events |= POLLOUT;
+		if (pings < 200 && !waiting)
+			p[1].events |= POLLOUT;
+		cr_assert_gt(poll(p, 2, 5000), 0, "stalled: %llu of %llu bytes, %d replies",
+			     (unsigned long long)bulk.got, (unsigned long long)bulk.len, pings);
+		flow_send(&bulk);
+		flow_recv(&bulk);
+		if (waiting && recv(cfd, &c, 1, MSG_DONTWAIT) == 1) {
+			waiting = 0;
+			pings++;
+		}
+		if (pings < 200 && !waiting && bulk.got < bulk.len / 2) {
+			cr_assert(send(ufd, "r", 1, MSG_NOSIGNAL) == 1);
+			waiting = 1;
+		}
+	}
+	cr_assert(bulk.eof_seen, "bulk: %llu of %llu bytes", (unsigned long long)bulk.got,
+		  (unsigned long long)bulk.len);
+	cr_assert_gt(pings, 0);
+	rt_stop(&t);
+	cr_assert_eq(chunk_twice, 0,
+		     "%u times a direction was pumped again in the turn it spent its budget",
+		     chunk_twice);
+	cr_assert_eq(chunk_release_held, 0, "released while holding bytes");
+	close(cfd);
+	close(ufd);
 	close(lfd);
 	rt_done(&t);
 }
@@ -628,8 +704,9 @@ Test(reactor, stop_resets_open_connections_splice) { stop_resets(&sf_engine_spli
 Test(reactor, stop_resets_open_connections_chunk)
 {
 	stop_resets(&chunk_engine);
-	cr_assert_eq(chunk_releases, 2);
-	cr_assert_eq(chunk_double_release, 0);
+	cr_assert_eq(chunk_releases, chunk_more + 2, "%u releases for %u budgets spent",
+		     chunk_releases, chunk_more);
+	cr_assert_eq(chunk_release_held, 0, "released while holding bytes");
 }
 
 /* The client resets after sending: the upstream gets the bytes, then a reset, not EOF. */
