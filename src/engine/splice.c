@@ -23,8 +23,9 @@
  * one more read, since a short splice can mean "pipe out of slots" rather
  * than "socket empty"). A direction starts on a buffer and moves to splice
  * once a read fills the whole buffer (bulk); SP_STREAK splice bursts in a
- * row of less than SP_SMALL bytes, each begun with an empty pipe, send it
- * back. Modes change only while the direction
+ * row of 1 byte to less than SP_SMALL, each begun with an empty pipe and
+ * not resumed after a spent budget, send it back (sp_streak). Modes change
+ * only while the direction
  * holds no bytes, so order is kept; bytes moved either way are counted
  * apart (spliced=), so the share is always visible.
  *
@@ -59,6 +60,7 @@ struct sp_dir {
 	uint32_t inpipe;      /* bytes in pipe: tells "pipe full" from "socket empty" */
 	uint8_t mode;	      /* enum sp_mode */
 	uint8_t small_bursts; /* splice bursts in a row that moved little */
+	uint8_t resumed;      /* the last call spent its budget (RX_MORE) */
 };
 
 static struct sf_pipepool *sp_pipes(struct rx_loop *l) { return l->priv; }
@@ -142,6 +144,28 @@ static ssize_t sp_flush(struct rx_conn *x, struct sp_dir *dir, int d, int dst)
 }
 
 /*
+ * Keep the small-burst streak of dir after a burst that read moved bytes
+ * and emptied its pipe; counts: the burst began with an empty pipe and
+ * was not resumed after a spent budget. Only such a burst tells the
+ * message size: a call woken to flush the pipe reads little and means
+ * nothing; one that found the socket empty (an edge for bytes the last
+ * call took) means nothing either, nor one resumed after its budget whose
+ * sender had not caught up (a bulk stream). Counted, those sent bulk
+ * streams back to a buffer, the more the smaller the budget. A bulk
+ * stream also meets a nearly dry socket now and then, hence the streak:
+ * request/response traffic makes one at once.
+ */
+static void sp_streak(struct sp_dir *dir, int counts, uint32_t moved)
+{
+	if (moved >= SP_SMALL) {
+		dir->small_bursts = 0;
+	} else if (counts && moved > 0 && ++dir->small_bursts >= SP_STREAK) {
+		dir->small_bursts = 0;
+		dir->mode = SP_BUF_SMALL;
+	}
+}
+
+/*
  * One direction through its pipe. Returns as a reactor pump. The pipe
  * goes back to the pool whenever it is empty and the source has nothing
  * more, so an idle connection holds no pipe.
@@ -152,11 +176,14 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 	int src = x->c.fd[d], dst = x->c.fd[!d];
 	uint32_t budget = RX_BUDGET;  /* RX_BUDGET - budget: bytes read this call */
 	int fresh = dir->inpipe == 0; /* not just flushing an earlier burst */
+	int resumed = dir->resumed;
 	ssize_t n;
 
+	dir->resumed = 0;
 	if (dir->mode != SP_SPLICE) {
 		int rc = sf_rx_buf_pump(l, x, d);
 
+		dir->resumed = rc == RX_MORE;
 		if (rc < 0 || !sf_rx_buf_empty(x, d))
 			return rc;
 		/* Empty: a burst fallback retries splice, bulk moves to it. */
@@ -201,8 +228,12 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		}
 		if (dir->inpipe > 0) {
 			n = sp_flush(x, dir, d, dst);
-			if (n == -EAGAIN)
+			if (n == -EAGAIN) {
+				/* Bytes held: no mode change, but a big burst ends the streak. */
+				if (RX_BUDGET - budget >= SP_SMALL)
+					dir->small_bursts = 0;
 				return RX_WAIT; /* the destination's EPOLLOUT resumes us */
+			}
 			if (n < 0) {
 				x->err_side = !d;
 				return (int)n;
@@ -213,29 +244,14 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		/* Pipe empty here. */
 		if ((x->c.flags & SF_CONN_EOF(d)) || src_dry)
 			break;
-		if (budget == 0)
+		if (budget == 0) {
+			dir->small_bursts = 0;
+			dir->resumed = 1;
 			return RX_MORE; /* empty: the reactor gives the pipe back */
+		}
 	}
 	sp_release_pipe(l, dir);
-	/*
-	 * Only a burst that began with an empty pipe and read something tells
-	 * the message size: a call woken to flush the pipe reads little and
-	 * means nothing, and neither does one that found the socket already
-	 * empty (an edge for bytes the previous call took, or a direction
-	 * resumed after its budget whose sender had not caught up): counted,
-	 * those sent a bulk stream back to a buffer, and more of them the
-	 * smaller the budget. A bulk stream also meets a nearly dry socket now
-	 * and then, hence the streak: request/response traffic makes one at
-	 * once.
-	 */
-	if (fresh && budget < RX_BUDGET && RX_BUDGET - budget < SP_SMALL) {
-		if (++dir->small_bursts >= SP_STREAK) {
-			dir->small_bursts = 0;
-			dir->mode = SP_BUF_SMALL;
-		}
-	} else if (RX_BUDGET - budget >= SP_SMALL) {
-		dir->small_bursts = 0;
-	}
+	sp_streak(dir, fresh && !resumed, RX_BUDGET - budget);
 	return RX_WAIT;
 }
 

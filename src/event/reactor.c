@@ -86,7 +86,9 @@ void rx_kill(struct rx_loop *l, struct rx_conn *x, int reason, int side, int err
 
 /*
  * The mark of a direction queued in this turn of the loop: never 0, and
- * never the last turn's, which is all the ready list can hold.
+ * never the last turn's. The list being served holds only those two
+ * (rx_run_ready sends a direction with this turn's mark on to the next),
+ * so one bit of the turn tells them apart.
  */
 static uint8_t rx_mark(const struct rx_loop *l) { return (uint8_t)(1 + (l->turn & 1)); }
 
