@@ -906,6 +906,11 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
  * Off now for a cost that is the pool's: with growth on, the bench's
  * 512- and 4,096-stream curves ran at 0.24-0.41x of the
  * throughput, at 2.5-5x the CPU per GB (2026-11-30, docs/benchmarks.md).
+ * Why, measured since: with DEFER_TASKRUN one io_uring_enter runs every
+ * ready multishot receive, which takes what the rings hold: 8.3-8.7 MB
+ * per loop turn with 8 groups against 0.4-1 MB with one, and the CPU per
+ * byte follows the turn's size. Rings capped to one group's worth are on
+ * branch h-ucost, not yet shown equal to growth off (docs/benchmarks.md).
  */
 #define UR_POOL_GROW 0
 
