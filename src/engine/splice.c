@@ -144,9 +144,9 @@ static ssize_t sp_flush(struct rx_conn *x, struct sp_dir *dir, int d, int dst)
 }
 
 /*
- * Keep the small-burst streak of dir after a burst that read moved bytes
- * and emptied its pipe; counts: the burst began with an empty pipe and
- * was not resumed after a spent budget. Only such a burst tells the
+ * Keep the small-burst streak of dir after a burst that read moved bytes;
+ * counts: the burst emptied its pipe, began with an empty pipe and was
+ * not resumed after a spent budget (else it can only end the streak). Only such a burst tells the
  * message size: a call woken to flush the pipe reads little and means
  * nothing; one that found the socket empty (an edge for bytes the last
  * call took) means nothing either, nor one resumed after its budget whose
@@ -230,8 +230,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 			n = sp_flush(x, dir, d, dst);
 			if (n == -EAGAIN) {
 				/* Bytes held: no mode change, but a big burst ends the streak. */
-				if (RX_BUDGET - budget >= SP_SMALL)
-					dir->small_bursts = 0;
+				sp_streak(dir, 0, RX_BUDGET - budget);
 				return RX_WAIT; /* the destination's EPOLLOUT resumes us */
 			}
 			if (n < 0) {
@@ -245,7 +244,7 @@ static int sp_pump(struct rx_loop *l, struct rx_conn *x, int d)
 		if ((x->c.flags & SF_CONN_EOF(d)) || src_dry)
 			break;
 		if (budget == 0) {
-			dir->small_bursts = 0;
+			sp_streak(dir, 0, RX_BUDGET); /* a whole budget: not small */
 			dir->resumed = 1;
 			return RX_MORE; /* empty: the reactor gives the pipe back */
 		}
