@@ -18,6 +18,14 @@
  * armed on it then end with -ENOBUFS and move to a live group), its
  * memory unmapped once every buffer of it is back and no completion can
  * still name it. Group 0 is never retired.
+ *
+ * Free buffers are not all in the rings: the rings of all groups hold
+ * circ less the buffers out, at least vis_min (while there are free
+ * ones); the rest wait on their group's stash and go in at a tick. The
+ * kernel takes buffers only from the rings, so what it can take before
+ * the owner next looks stays what one group of circ gives, however far
+ * the pool has grown. By default circ and vis_min are nbufs: one group
+ * behaves as if there were no stash.
  */
 #ifndef SOCKFWD_URING_BUFS_H
 #define SOCKFWD_URING_BUFS_H
@@ -47,6 +55,14 @@ struct sf_ubufs {
 	size_t br_bytes, mem_bytes;
 	struct sf_ubuf *bufs; /* by bid */
 	unsigned nout;	      /* buffers out of the ring */
+	/*
+	 * Buffers back home but held out of the ring (see the pool's circ),
+	 * as a stack of bids: the last back goes out first, so the buffers
+	 * that circulate are the same few and the rest stay untouched.
+	 */
+	unsigned short *stash;
+	unsigned nstash;
+	struct sf_ubpool *pool; /* its pool, NULL alone */
 	/* Pool bookkeeping. */
 	enum sf_ubg_state state;
 	unsigned promised;     /* receives armed on it in this tick */
@@ -60,6 +76,11 @@ struct sf_ubpool {
 	size_t bufsize;
 	unsigned max;  /* groups at most, 1..SF_UBP_SLOTS */
 	unsigned live; /* groups registered */
+	/*
+	 * Free buffers in the rings (all groups together) at most: circ less
+	 * those out, but at least vis_min while any are free. See ubp_room.
+	 */
+	unsigned circ, vis_min;
 	unsigned short bgid0;
 	uint64_t tick;		 /* sf_ubpool_tick calls */
 	uint64_t last_change_ms; /* last grow or retire */
@@ -119,6 +140,9 @@ unsigned short sf_ubpool_pick(struct sf_ubpool *p, unsigned *avail);
 /* The most free buffers any live group has, less those promised in this tick. */
 unsigned sf_ubpool_avail(const struct sf_ubpool *p);
 
+/* Free buffers held out of the rings (circ): a tick puts them in when there is room. */
+unsigned sf_ubpool_spare(const struct sf_ubpool *p);
+
 /* Whether bgid is a live group of p (receives armed on it can get buffers). */
 int sf_ubpool_live(const struct sf_ubpool *p, unsigned short bgid);
 
@@ -160,7 +184,9 @@ unsigned sf_ubpool_plan(unsigned live, unsigned max, unsigned nbufs, unsigned ou
  * sf_ubpool_plan: grow at once, or retire the highest live group once
  * the plan has asked for fewer at every tick for SF_UBP_SHRINK_MS of
  * now_ms, at most one per SF_UBP_SHRINK_MS and not within that time of
- * a growth (a lull between bursts does not unmap what the next needs).
+ * a growth (a lull between bursts does not unmap what the next needs);
+ * last, move stashed buffers into the rings while there is room (the
+ * lowest groups first, so the highest drain and can retire).
  * Returns 1 when a group was added, 0 when not, -errno when adding one
  * failed (the pool is still usable).
  */

@@ -13,8 +13,12 @@
  *   uring_bufs.c (liburing 2.3, Debian 12's, lacks io_uring_setup_buf_ring:
  *   see there). One group of UR_NBUFS buffers while the load is light;
  *   more groups, each a ring of its own, while receives run out, up to
- *   UR_POOL_BYTES per worker; retired again when the load falls, so an
- *   idle worker maps one group whatever it went through.
+ *   UR_POOL_BYTES per worker (switched off: UR_POOL_GROW); retired again
+ *   when the load falls, so an idle worker maps one group whatever it
+ *   went through. The rings hold one group's worth less the buffers out
+ *   (at least UR_RING_MIN), however many groups there are: what a turn
+ *   of the loop receives is what the rings hold, and more per turn costs
+ *   CPU per byte (see UR_POOL_GROW).
  * - Sockets are switched to blocking once connected: on O_NONBLOCK files
  *   some kernels complete recv with -EAGAIN instead of waiting.
  * - Backpressure: when a direction holds UR_HIGH buffers not yet sent,
@@ -30,9 +34,10 @@
  *   meantime would get them (the hour soak's foreign 64 KiB, 2026-11-29).
  * - A group running out of buffers ends a multishot recv with -ENOBUFS:
  *   armed again at once on a group with free buffers if there is one,
- *   else the direction waits on the starved list (counted) until a send
- *   returns a buffer or the pool grows, woken in order, as many as there
- *   are free buffers.
+ *   else the direction waits on the starved list (counted when the pool
+ *   has no stashed buffer either) until a send returns a buffer, the
+ *   next turn puts stashed ones in the rings or the pool grows, woken in
+ *   order, as many as there are free buffers in the rings.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -382,7 +387,9 @@ static void ur_maybe_shut(struct ur_loop *l, struct ur_conn *x, int d)
 static void ur_starve(struct ur_loop *l, struct ur_conn *x, int d)
 {
 	x->d[d].starved = 1;
-	l->bufs.starved++;
+	/* Counted when no buffer is free, not when stashed ones wait for the next turn. */
+	if (sf_ubpool_spare(&l->bufs) == 0)
+		l->bufs.starved++;
 	if (x->on_starved)
 		return;
 	x->on_starved = 1;
@@ -898,21 +905,33 @@ static void ur_dispatch(struct ur_loop *l, struct io_uring_cqe *cqe)
 
 /*
  * Groups at most for buffers of size: UR_POOL_BYTES, at least one group.
- * UR_POOL_GROW 0 keeps one group, as before the pool. Twice switched off
- * for faults that were not the pool's: the hour soak's foreign 64 KiB (a
- * closed descriptor's SQE, ur_flush) and a client reset in uring_pool's
- * rounds test (its echo server gave up 30 s into a hold and closed; the
- * forwarder rightly passed on the reset that came from that upstream).
- * Off now for a cost that is the pool's: with growth on, the bench's
- * 512- and 4,096-stream curves ran at 0.24-0.41x of the
- * throughput, at 2.5-5x the CPU per GB (2026-11-30, docs/benchmarks.md).
- * Why, measured since: with DEFER_TASKRUN one io_uring_enter runs every
- * ready multishot receive, which takes what the rings hold: 8.3-8.7 MB
- * per loop turn with 8 groups against 0.4-1 MB with one, and the CPU per
- * byte follows the turn's size. Rings capped to one group's worth are on
- * branch h-ucost, not yet shown equal to growth off (docs/benchmarks.md).
+ * UR_POOL_GROW 0 keeps one group, as before the pool (make
+ * CPPFLAGS=-DUR_POOL_GROW=1 builds it on, for the bench). Twice switched
+ * off for faults that were not the pool's: the hour soak's foreign 64 KiB
+ * (a closed descriptor's SQE, ur_flush) and a client reset in
+ * uring_pool's rounds test (its echo server gave up 30 s into a hold and
+ * closed; the forwarder passed on the reset from that upstream). Then
+ * off for a cost that was the pool's: the bench's 512- and 4,096-stream
+ * curves ran at 0.24-0.41x of the throughput at 2.5-5x the CPU per GB.
+ * The cause, measured (2026-11-30, docs/benchmarks.md): every free
+ * buffer of every group sat in the rings, and one turn of the loop (one
+ * io_uring_enter, whose deferred task work runs every ready receive)
+ * took as many as the rings held: 8.3-8.7 MB per turn with 8 groups
+ * against 0.4-1 MB with one, whose ring holds only what the buffers out
+ * leave; the CPU per byte followed the turn's size. perf shows the same
+ * functions (the copies in and out) taking longer, no new one: most
+ * likely 8 MB copied in no longer stay in the caches until copied out.
+ * Not the buffers a held direction takes: limited to UR_HIGH per receive
+ * (Linux 6.17's multishot limit), growth cost as much. Now the rings
+ * hold one group's worth less the buffers out (the pool's circ, at least
+ * UR_RING_MIN): a grown pool turns as one group does, at 14-17 MiB RSS.
+ * Still off: growing only when no buffer is spare, the growth tests'
+ * streams no longer make it grow (they fit in the socket buffers), and
+ * growing on any starvation, as before, still cost at 512 streams.
  */
+#ifndef UR_POOL_GROW
 #define UR_POOL_GROW 0
+#endif
 
 static unsigned ur_pool_max(size_t size)
 {
@@ -922,6 +941,21 @@ static unsigned ur_pool_max(size_t size)
 		return 1;
 	n = UR_POOL_BYTES / ((size_t)UR_NBUFS * size);
 	return n < 1 ? 1 : n > SF_UBP_SLOTS ? SF_UBP_SLOTS : (unsigned)n;
+}
+
+/*
+ * Free buffers of size the rings keep while the pool has them, however
+ * many are out: UR_RING_MIN bytes, 1 to a group. So with buffers held
+ * out past one group's worth, the other directions still receive (what
+ * the growth is for), about as much per turn as one group gave them.
+ */
+#define UR_RING_MIN (1u << 20)
+
+static unsigned ur_ring_min(size_t size)
+{
+	size_t n = UR_RING_MIN / size;
+
+	return n < 1 ? 1 : n > UR_NBUFS ? UR_NBUFS : (unsigned)n;
 }
 
 /* Bring the process-wide counters (stats.h) up to this worker's pool. */
@@ -962,7 +996,9 @@ static void ur_unpublish(struct ur_loop *l)
 static void ur_pool_tick(struct ur_loop *l)
 {
 	int quiet = io_uring_cq_ready(&l->ring) == 0 && !io_uring_cq_has_overflow(&l->ring);
-	int rc = sf_ubpool_tick(&l->bufs, l->nstarved, l->w->now_ms, quiet);
+	/* Waiters grow the pool only when it has no stashed buffer either. */
+	unsigned short_of = sf_ubpool_spare(&l->bufs) == 0 ? l->nstarved : 0;
+	int rc = sf_ubpool_tick(&l->bufs, short_of, l->w->now_ms, quiet);
 
 	if (rc < 0 && l->w->now_ms - l->w->last_warn_ms >= 1000) {
 		l->w->last_warn_ms = l->w->now_ms;
@@ -1086,6 +1122,7 @@ static int ur_run(struct sf_worker *w)
 	if (rc < 0)
 		goto fail_ring;
 	l->starved_tail = &l->starved;
+	l->bufs.vis_min = ur_ring_min(w->buffer_size);
 	sf_timer_init(&l->pool_tm, ur_on_pool_timer);
 	ur_publish(l);
 	rc = sf_udp_init_own(&l->udp, w, &l->timers);

@@ -9,8 +9,12 @@
 #include "sockfwd/log.h"
 #include "sockfwd/uring_bufs.h"
 
-int sf_ubufs_init(struct sf_ubufs *b, struct io_uring *ring, unsigned nbufs, size_t bufsize,
-		  unsigned short bgid)
+/*
+ * sf_ubufs_init with only the first nring buffers in the ring; the rest
+ * are stashed (the last on top). Returns 0 or -errno.
+ */
+static int ubufs_setup(struct sf_ubufs *b, struct io_uring *ring, unsigned nbufs, size_t bufsize,
+		       unsigned short bgid, unsigned nring)
 {
 	struct io_uring_buf_reg reg;
 	unsigned i;
@@ -23,8 +27,11 @@ int sf_ubufs_init(struct sf_ubufs *b, struct io_uring *ring, unsigned nbufs, siz
 	b->bufsize = bufsize;
 	b->bgid = bgid;
 	b->bufs = calloc(nbufs, sizeof(*b->bufs));
-	if (b->bufs == NULL)
-		return -ENOMEM;
+	b->stash = calloc(nbufs, sizeof(*b->stash));
+	if (b->bufs == NULL || b->stash == NULL) {
+		rc = -ENOMEM;
+		goto fail_bufs;
+	}
 	b->br_bytes = nbufs * sizeof(struct io_uring_buf);
 	b->br = mmap(NULL, b->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (b->br == MAP_FAILED) {
@@ -46,10 +53,14 @@ int sf_ubufs_init(struct sf_ubufs *b, struct io_uring *ring, unsigned nbufs, siz
 	if (rc < 0)
 		goto fail_mem;
 	io_uring_buf_ring_init(b->br);
-	for (i = 0; i < nbufs; i++)
+	if (nring > nbufs)
+		nring = nbufs;
+	for (i = 0; i < nring; i++)
 		io_uring_buf_ring_add(b->br, sf_ubufs_addr(b, (int)i), (unsigned)bufsize,
 				      (unsigned short)i, io_uring_buf_ring_mask(nbufs), (int)i);
-	io_uring_buf_ring_advance(b->br, (int)nbufs);
+	io_uring_buf_ring_advance(b->br, (int)nring);
+	for (i = nbufs; i > nring; i--)
+		b->stash[b->nstash++] = (unsigned short)(i - 1);
 	b->state = SF_UBG_LIVE;
 	return 0;
 fail_mem:
@@ -58,8 +69,16 @@ fail_br:
 	munmap(b->br, b->br_bytes);
 fail_bufs:
 	free(b->bufs);
+	free(b->stash);
 	b->bufs = NULL;
+	b->stash = NULL;
 	return rc;
+}
+
+int sf_ubufs_init(struct sf_ubufs *b, struct io_uring *ring, unsigned nbufs, size_t bufsize,
+		  unsigned short bgid)
+{
+	return ubufs_setup(b, ring, nbufs, bufsize, bgid, nbufs);
 }
 
 void sf_ubufs_destroy(struct sf_ubufs *b)
@@ -70,7 +89,49 @@ void sf_ubufs_destroy(struct sf_ubufs *b)
 	munmap(b->mem, b->mem_bytes);
 	munmap(b->br, b->br_bytes);
 	free(b->bufs);
+	free(b->stash);
 	b->bufs = NULL;
+	b->stash = NULL;
+	b->nstash = 0;
+}
+
+/* Free buffers of b in its ring now (0 unless live). */
+static unsigned ubufs_vis(const struct sf_ubufs *b)
+{
+	unsigned used = b->nout + b->nstash;
+
+	if (b->state != SF_UBG_LIVE || used >= b->nbufs)
+		return 0;
+	return b->nbufs - used;
+}
+
+/* Free buffers in the rings of p's live groups. */
+static unsigned ubp_vis(const struct sf_ubpool *p)
+{
+	unsigned s, n = 0;
+
+	for (s = 0; s < p->max; s++)
+		n += ubufs_vis(&p->g[s]);
+	return n;
+}
+
+static unsigned ubp_live_out(const struct sf_ubpool *p);
+
+/*
+ * How many free buffers the rings may have now: circ less the buffers
+ * out, at least vis_min. What one turn of the engine's loop receives is
+ * what the rings hold when it begins, so a pool grown past circ does not
+ * hand more to a turn than one of circ buffers would (more memory per
+ * turn costs CPU per byte, docs/benchmarks.md); its other buffers wait
+ * for buffers held out (queued to slow peers) and keep vis_min in the
+ * rings while those hold more than circ less vis_min.
+ */
+static unsigned ubp_room(const struct sf_ubpool *p)
+{
+	unsigned out = ubp_live_out(p);
+	unsigned room = out < p->circ ? p->circ - out : 0;
+
+	return room > p->vis_min ? room : p->vis_min;
 }
 
 void sf_ubufs_drop(struct sf_ubufs *b, int bid)
@@ -78,6 +139,11 @@ void sf_ubufs_drop(struct sf_ubufs *b, int bid)
 	/* A retired group's ring is unregistered: its buffers just come home. */
 	if (b->state != SF_UBG_LIVE)
 		return;
+	/* bid, neither out nor stashed, counts in ubp_vis though not in a ring yet. */
+	if (b->pool != NULL && ubp_vis(b->pool) > ubp_room(b->pool)) {
+		b->stash[b->nstash++] = (unsigned short)bid;
+		return;
+	}
 	io_uring_buf_ring_add(b->br, sf_ubufs_addr(b, bid), (unsigned)b->bufsize,
 			      (unsigned short)bid, io_uring_buf_ring_mask(b->nbufs), 0);
 	io_uring_buf_ring_advance(b->br, 1);
@@ -85,19 +151,23 @@ void sf_ubufs_drop(struct sf_ubufs *b, int bid)
 
 void sf_ubufs_put(struct sf_ubufs *b, int bid)
 {
-	sf_ubufs_drop(b, bid);
+	/* Not out any more before the drop weighs the rings' room. */
 	b->nout--;
+	sf_ubufs_drop(b, bid);
 }
 
-/* Add a group in slot s. Returns 0 or -errno. */
+/* Add a group in slot s, its ring filled up to ubp_room. Returns 0 or -errno. */
 static int ubp_add(struct sf_ubpool *p, unsigned s)
 {
 	struct sf_ubufs *b = &p->g[s];
+	unsigned vis = ubp_vis(p), room = p->live > 0 ? ubp_room(p) : p->nbufs;
 	int rc;
 
-	rc = sf_ubufs_init(b, p->ring, p->nbufs, p->bufsize, (unsigned short)(p->bgid0 + s));
+	rc = ubufs_setup(b, p->ring, p->nbufs, p->bufsize, (unsigned short)(p->bgid0 + s),
+			 vis < room ? room - vis : 0);
 	if (rc < 0)
 		return rc;
+	b->pool = p;
 	p->live++;
 	p->bytes += b->br_bytes + b->mem_bytes;
 	return 0;
@@ -114,6 +184,8 @@ int sf_ubpool_init(struct sf_ubpool *p, struct io_uring *ring, unsigned nbufs, s
 	p->nbufs = nbufs;
 	p->bufsize = bufsize;
 	p->max = max;
+	p->circ = nbufs;
+	p->vis_min = nbufs;
 	p->bgid0 = bgid0;
 	return ubp_add(p, 0);
 }
@@ -128,14 +200,47 @@ void sf_ubpool_destroy(struct sf_ubpool *p)
 	p->bytes = 0;
 }
 
-/* Free buffers of b not promised yet (0 unless live). */
+/* Free buffers in b's ring not promised yet (0 unless live). */
 static unsigned ubp_free(const struct sf_ubufs *b)
 {
-	unsigned used = b->nout + b->promised;
+	unsigned vis = ubufs_vis(b);
 
-	if (b->state != SF_UBG_LIVE || used >= b->nbufs)
-		return 0;
-	return b->nbufs - used;
+	return vis > b->promised ? vis - b->promised : 0;
+}
+
+unsigned sf_ubpool_spare(const struct sf_ubpool *p)
+{
+	unsigned s, n = 0;
+
+	for (s = 0; s < p->max; s++)
+		if (p->g[s].state == SF_UBG_LIVE)
+			n += p->g[s].nstash;
+	return n;
+}
+
+/*
+ * Move stashed buffers into the rings until ubp_room are there, lowest
+ * groups first (so the highest drain and can be retired).
+ */
+static void ubp_fill(struct sf_ubpool *p)
+{
+	unsigned s, vis = ubp_vis(p), room = ubp_room(p);
+
+	for (s = 0; s < p->max && vis < room; s++) {
+		struct sf_ubufs *b = &p->g[s];
+		int n = 0;
+
+		if (b->state != SF_UBG_LIVE)
+			continue;
+		while (b->nstash > 0 && vis < room) {
+			unsigned short bid = b->stash[--b->nstash];
+
+			io_uring_buf_ring_add(b->br, sf_ubufs_addr(b, bid), (unsigned)b->bufsize,
+					      bid, io_uring_buf_ring_mask(b->nbufs), n++);
+			vis++;
+		}
+		io_uring_buf_ring_advance(b->br, n);
+	}
 }
 
 /* The live slot with the most unpromised free buffers (slot 0 is always live). */
@@ -242,6 +347,7 @@ static void ubp_retire(struct sf_ubpool *p)
 		return;
 	}
 	p->g[s].state = SF_UBG_RETIRED;
+	p->g[s].nstash = 0; /* home: no ring to go back to */
 	p->g[s].retired_tick = p->tick;
 	p->live--;
 	p->retired++;
@@ -281,7 +387,8 @@ static int ubp_free_slot(const struct sf_ubpool *p)
 	return -1;
 }
 
-int sf_ubpool_tick(struct sf_ubpool *p, unsigned nstarved, uint64_t now_ms, int quiet)
+/* sf_ubpool_tick but for filling the rings. */
+static int ubp_tick(struct sf_ubpool *p, unsigned nstarved, uint64_t now_ms, int quiet)
 {
 	unsigned s, want;
 	int slot, rc;
@@ -319,6 +426,14 @@ int sf_ubpool_tick(struct sf_ubpool *p, unsigned nstarved, uint64_t now_ms, int 
 		p->calm_since_ms = now_ms;
 	}
 	return 0;
+}
+
+int sf_ubpool_tick(struct sf_ubpool *p, unsigned nstarved, uint64_t now_ms, int quiet)
+{
+	int rc = ubp_tick(p, nstarved, now_ms, quiet);
+
+	ubp_fill(p);
+	return rc;
 }
 
 int sf_ubpool_pending(const struct sf_ubpool *p)

@@ -361,8 +361,9 @@ static long long pool_at_rest(int mport)
 
 Test(uring_pool, grows_under_320_streams_and_shrinks_when_idle, .timeout = TEST_S)
 {
-	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW): with it on, 512 and more "
-		     "busy streams ran at 2.5-5x the CPU per GB in the bench, 2026-11-30");
+	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW); on, it now grows only "
+		     "when no buffer is spare, which these streams do not bring about "
+		     "(docs/benchmarks.md, 2026-11-30)");
 	static struct stream s[NSTREAMS];
 	struct srv srv;
 	struct fwd f;
@@ -432,8 +433,9 @@ static long long wait_below(int mport, long long groups)
  */
 Test(uring_pool, grows_and_retires_in_rounds_with_buffers_out, .timeout = TEST_S)
 {
-	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW): with it on, 512 and more "
-		     "busy streams ran at 2.5-5x the CPU per GB in the bench, 2026-11-30");
+	cr_skip_test("pool growth is off (uring.c UR_POOL_GROW); on, it now grows only "
+		     "when no buffer is spare, which these streams do not bring about "
+		     "(docs/benchmarks.md, 2026-11-30)");
 	static struct stream s[NSTREAMS];
 	struct srv srv;
 	struct fwd f;

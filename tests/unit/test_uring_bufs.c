@@ -32,6 +32,8 @@ static void setup_pool(unsigned nbufs, size_t size, unsigned max)
 	cr_assert_eq(rc, 0, "io_uring_queue_init: %s", strerror(-rc));
 	rc = sf_ubpool_init(&bufs, &ring, nbufs, size, max, BGID);
 	cr_assert_eq(rc, 0, "sf_ubpool_init: %s", strerror(-rc));
+	/* Every group's buffers in its ring (the cap has a test of its own). */
+	bufs.circ = bufs.vis_min = nbufs * max;
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0, "socketpair");
 }
 
@@ -398,6 +400,64 @@ Test(uring_bufs, a_short_lull_keeps_the_groups, .fini = teardown)
 	cr_assert_eq(sf_ubpool_tick(&bufs, 0, t + 3 * p, 1), 0);
 	cr_assert_eq(bufs.live, 1, "calm for %llu ms and nothing retired", (unsigned long long)p);
 	cr_assert_eq(bufs.retired, 1);
+}
+
+/*
+ * A grown pool's rings hold circ less the buffers out, at least vis_min;
+ * its other free buffers wait on the stash (spare) and go in at a tick
+ * when buffers out come back or more go out. So the kernel cannot take
+ * more before the next tick than circ buffers' worth, however many
+ * groups there are.
+ */
+Test(uring_bufs, rings_hold_circ_less_out, .fini = teardown)
+{
+	struct sf_ubufq q;
+	int ref, i;
+
+	setup_pool(4, 1024, 2);
+	bufs.circ = 4;
+	bufs.vis_min = 1;
+	cr_assert_eq(sf_ubpool_tick(&bufs, 1, 1000, 1), 1, "no second group");
+	cr_assert_eq(sf_ubpool_spare(&bufs), 4, "the new group's buffers went into its ring");
+	sf_ubufq_init(&q);
+	/* Group 0's four, then nothing in any ring: the spare four wait for a tick. */
+	for (i = 0; i < 4; i++) {
+		ref = recv_into_ring("a");
+		cr_assert(ref >= 0 && (unsigned)ref >> SF_UBUF_BID_BITS == 0, "receive %d: %d", i,
+			  ref);
+		sf_ubufq_push(&bufs, &q, ref, 1);
+	}
+	cr_assert_eq(recv_from(BGID + 1, "b"), -ENOBUFS, "a stashed buffer was in a ring");
+	drain(1);
+	/* Four out: circ less out is 0, so the tick puts vis_min (one) in. */
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, 1001, 1), 0);
+	cr_assert_eq(sf_ubpool_spare(&bufs), 3);
+	cr_assert_eq(sf_ubpool_avail(&bufs), 1);
+	ref = recv_into_ring("c");
+	cr_assert(ref >= 0 && (unsigned)ref >> SF_UBUF_BID_BITS == 1, "ref %d not in group 1", ref);
+	sf_ubufq_push(&bufs, &q, ref, 1);
+	cr_assert_eq(recv_from(BGID + 1, "d"), -ENOBUFS, "more than vis_min in the rings");
+	drain(1);
+	/* Sent, the first goes back to its ring (none there); the next to the stash. */
+	cr_assert_eq(sf_ubufq_sent(&bufs, &q, 1), 1);
+	cr_assert_eq(sf_ubpool_spare(&bufs), 3, "stashed with the rings empty");
+	cr_assert_eq(sf_ubufq_sent(&bufs, &q, 1), 1);
+	cr_assert_eq(sf_ubpool_spare(&bufs), 4, "in a ring past circ less out");
+	/* All back: a tick fills the rings to circ, and no more. */
+	sf_ubufq_release(&bufs, &q, 0);
+	cr_assert_eq(sf_ubpool_nout(&bufs), 0);
+	cr_assert_eq(sf_ubpool_tick(&bufs, 0, 1002, 1), 0);
+	cr_assert_eq(sf_ubpool_spare(&bufs), 4, "rings hold more or less than circ");
+	for (i = 0; i < 4; i++) {
+		ref = recv_into_ring("e");
+		cr_assert(ref >= 0, "rings short after the fill: %d", ref);
+		sf_ubufq_push(&bufs, &q, ref, 1);
+	}
+	cr_assert_eq(recv_from(BGID, "f"), -ENOBUFS, "group 0's ring past circ");
+	drain(1);
+	cr_assert_eq(recv_from(BGID + 1, "g"), -ENOBUFS, "group 1's ring past circ");
+	drain(1);
+	sf_ubufq_release(&bufs, &q, 0);
 }
 
 #endif
