@@ -15,6 +15,7 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "net.h"
 
 #define SF_NAME_MAX	 64   /* rule names, with the NUL */
 #define SF_POOL_MAX	 64   /* upstreams per rule */
@@ -45,6 +46,8 @@ enum {
 	SF_P_DENY = 1u << 8,
 	SF_P_PROXY_PROTOCOL = 1u << 9,
 	SF_P_ACCEPT_PROXY = 1u << 10,
+	SF_P_SNDBUF = 1u << 11,
+	SF_P_RCVBUF = 1u << 12,
 	/* UDP rules (protocol = udp); bits far from the others' so additions do not collide */
 	SF_P_UDP_TIMEOUT = 1u << 20,
 	SF_P_MAX_SESSIONS = 1u << 21,
@@ -68,6 +71,10 @@ enum sf_mode {
 };
 
 #define SF_PAIRS_MAX 1024u /* --pairs, pairs = */
+
+/* sndbuf, rcvbuf: 0 (the kernel's autotuning), or this range in bytes. */
+#define SF_MIN_SOCKBUF 1024u
+#define SF_MAX_SOCKBUF (64u * 1024 * 1024)
 
 /* Built-in defaults of the policy keys. */
 #define SF_DEFAULT_CONNECT_TIMEOUT_MS 10000u
@@ -95,6 +102,7 @@ struct sf_policy {
 	size_t ndeny;
 	int proxy_protocol; /* enum sf_pp */
 	int accept_proxy;
+	struct sf_sockbufs bufs;  /* TCP: SO_SNDBUF, SO_RCVBUF of both sides; 0: the kernel's */
 	uint64_t udp_timeout_ms;  /* UDP: a session ends after this without a datagram */
 	unsigned max_sessions;	  /* UDP: sessions per rule; the least recently used goes */
 	uint64_t meet_timeout_ms; /* meet: close a client waiting that long; 0: never */

@@ -35,6 +35,12 @@ int sf_net_udp_bind(const struct sf_sockaddr *a);
 /* 1 when a is the IPv4 or IPv6 wildcard address. */
 int sf_addr_is_wildcard(const struct sf_sockaddr *a);
 
+/* Socket buffer sizes asked for a TCP socket (sndbuf, rcvbuf keys); 0: the kernel's. */
+struct sf_sockbufs {
+	uint32_t snd;
+	uint32_t rcv;
+};
+
 /*
  * accept4 one connection (non-blocking unless blocking is set, CLOEXEC).
  * TCP_NODELAY comes from the listener (sf_net_listen sets it; Linux
@@ -48,10 +54,20 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking);
  * can come back with *fdp set, and completion is told by writability and
  * sf_net_so_error. A blocking connect gives up after timeout_ms (0:
  * the kernel's) and returns -EINPROGRESS with *fdp set. TCP_NODELAY is
- * set. Returns 0 (connected), -EINPROGRESS, or -errno (nothing left
- * open).
+ * set, and the buffer sizes of bufs (may be NULL) before connect. Returns 0 (connected),
+ * -EINPROGRESS, or -errno (nothing left open).
  */
-int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms, int *fdp);
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms,
+		   const struct sf_sockbufs *bufs, int *fdp);
+
+/*
+ * SO_SNDBUF and SO_RCVBUF of fd, each unless 0 (the kernel's autotuning
+ * stays). Set before connect or listen so the window scale agrees with
+ * the receive buffer; accepted sockets inherit a listener's. The kernel
+ * doubles the value and caps it at net.core.wmem_max / rmem_max. Best
+ * effort: a size the kernel refuses leaves its autotuning, no error.
+ */
+void sf_net_set_bufs(int fd, const struct sf_sockbufs *bufs);
 
 /* SO_KEEPALIVE with idle 60 s, interval 10 s, 6 probes; or off. Best effort. */
 void sf_net_keepalive(int fd, int on);

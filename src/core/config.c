@@ -25,8 +25,8 @@
 
 #define POLICY_KEYS                                                                                \
 	"balance, max_fails, fail_timeout, connect_timeout, idle_timeout, keepalive, "             \
-	"max_conns, allow, deny, proxy_protocol, accept_proxy, udp_timeout, max_sessions, "        \
-	"meet_timeout, pairs"
+	"max_conns, allow, deny, proxy_protocol, accept_proxy, sndbuf, rcvbuf, udp_timeout, "      \
+	"max_sessions, meet_timeout, pairs"
 #define GLOBAL_KEYS                                                                                \
 	"engine, threads, buffer_size, pipe_size, log_level, log_format, metrics, user, "          \
 	"drain_timeout, defaults or rules"
@@ -548,6 +548,7 @@ static int load_policy_key(struct loader *ld, const config_setting_t *s, struct 
 	struct cidr_arg ca = { p, 0 };
 	unsigned bit;
 	long long v;
+	size_t z;
 	int rc = 0, b;
 
 	if (strcmp(name, "balance") == 0) {
@@ -596,6 +597,14 @@ static int load_policy_key(struct loader *ld, const config_setting_t *s, struct 
 	} else if (strcmp(name, "accept_proxy") == 0) {
 		bit = SF_P_ACCEPT_PROXY;
 		rc = get_bool(ld, s, &p->accept_proxy);
+	} else if (strcmp(name, "sndbuf") == 0 || strcmp(name, "rcvbuf") == 0) {
+		bit = name[0] == 's' ? SF_P_SNDBUF : SF_P_RCVBUF;
+		if ((rc = get_size(ld, s, 0, SIZE_MAX, &z)) == 0 && z > 0 &&
+		    (z < SF_MIN_SOCKBUF || z > SF_MAX_SOCKBUF))
+			return fail(ld, s, "size %zu out of range (0, or %u to %u bytes)", z,
+				    SF_MIN_SOCKBUF, SF_MAX_SOCKBUF);
+		if (rc == 0)
+			*(bit == SF_P_SNDBUF ? &p->bufs.snd : &p->bufs.rcv) = (uint32_t)z;
 	} else if (strcmp(name, "udp_timeout") == 0) {
 		bit = SF_P_UDP_TIMEOUT;
 		rc = get_duration(ld, s, 1, &p->udp_timeout_ms);
@@ -746,6 +755,12 @@ static int policy_copy_key(struct sf_policy *dst, const struct sf_policy *src, u
 		return 0;
 	case SF_P_ACCEPT_PROXY:
 		dst->accept_proxy = src->accept_proxy;
+		return 0;
+	case SF_P_SNDBUF:
+		dst->bufs.snd = src->bufs.snd;
+		return 0;
+	case SF_P_RCVBUF:
+		dst->bufs.rcv = src->bufs.rcv;
 		return 0;
 	case SF_P_UDP_TIMEOUT:
 		dst->udp_timeout_ms = src->udp_timeout_ms;
@@ -1387,7 +1402,8 @@ static int check_overlaps(const struct sf_config *cfg, char *err, size_t errlen)
  * A UDP rule has no PROXY protocol (nginx refuses it on udp listeners too,
  * and no common UDP server reads one): refuse it, inherited or not, rather
  * than forward datagrams the upstream would misread. The other TCP-only
- * keys (keepalive, connect_timeout, idle_timeout, max_conns) are ignored
+ * keys (keepalive, connect_timeout, idle_timeout, max_conns, sndbuf,
+ * rcvbuf) are ignored
  * by UDP rules, as docs/config.md says.
  */
 static int check_udp(const struct sf_config *cfg, const struct sf_rule_conf *r, char *err,

@@ -165,7 +165,7 @@ static int conn_connect(struct sf_conn *c, int blocking, int err)
 		upstream_addr(c, u, c->addr, &ua);
 		sf_ctr_add(&up_ctr(c, c->up)->attempts, 1, c->w->ctr_shared);
 		rc = sf_net_connect(&ua, blocking, blocking ? r->pol->connect_timeout_ms : 0,
-				    &c->fd[SF_UPSTREAM]);
+				    &r->pol->bufs, &c->fd[SF_UPSTREAM]);
 		if (rc == 0 || (rc == -EINPROGRESS && !blocking))
 			return rc;
 		if (rc == -EINPROGRESS) {
@@ -384,7 +384,7 @@ int sf_conn_bridge_connect(struct sf_conn *c, int d)
 
 	while (c->baddr[d] < u->addrs.n) {
 		sf_ctr_add(&up_ctr(c, d)->attempts, 1, c->w->ctr_shared);
-		rc = sf_net_connect(&u->addrs.a[c->baddr[d]], 0, 0, &c->fd[d]);
+		rc = sf_net_connect(&u->addrs.a[c->baddr[d]], 0, 0, &c->rule->pol->bufs, &c->fd[d]);
 		if (rc == 0 || rc == -EINPROGRESS)
 			return rc;
 		c->fd[d] = -1;

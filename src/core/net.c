@@ -85,7 +85,24 @@ int sf_net_accept(int lfd, struct sf_sockaddr *peer, int blocking)
 	return fd;
 }
 
-int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms, int *fdp)
+void sf_net_set_bufs(int fd, const struct sf_sockbufs *bufs)
+{
+	int v;
+
+	if (bufs == NULL)
+		return;
+	if (bufs->snd > 0) {
+		v = (int)bufs->snd;
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	}
+	if (bufs->rcv > 0) {
+		v = (int)bufs->rcv;
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+	}
+}
+
+int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_ms,
+		   const struct sf_sockbufs *bufs, int *fdp)
 {
 	int fd, rc;
 
@@ -95,6 +112,7 @@ int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_m
 	if (fd < 0)
 		return -errno;
 	sf_net_set_nodelay(fd);
+	sf_net_set_bufs(fd, bufs);
 	if (blocking && timeout_ms > 0) {
 		/* Linux bounds a blocking connect by SO_SNDTIMEO (EINPROGRESS after it). */
 		struct timeval tv = { .tv_sec = (time_t)(timeout_ms / 1000),

@@ -42,6 +42,8 @@ enum {
 	OPT_BRIDGE,
 	OPT_MEET_TIMEOUT,
 	OPT_PAIRS,
+	OPT_SNDBUF,
+	OPT_RCVBUF,
 };
 
 static const struct option long_opts[] = {
@@ -64,6 +66,8 @@ static const struct option long_opts[] = {
 	{ "deny", required_argument, NULL, OPT_DENY },
 	{ "proxy-protocol", required_argument, NULL, OPT_PROXY_PROTOCOL },
 	{ "accept-proxy", no_argument, NULL, OPT_ACCEPT_PROXY },
+	{ "sndbuf", required_argument, NULL, OPT_SNDBUF },
+	{ "rcvbuf", required_argument, NULL, OPT_RCVBUF },
 	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
@@ -127,6 +131,9 @@ const char *sf_usage(void)
 	       "                               repeatable\n"
 	       "      --proxy-protocol VER     send a PROXY header upstream: v1 | v2\n"
 	       "      --accept-proxy           clients send a PROXY v1 or v2 header first\n"
+	       "      --sndbuf N               SO_SNDBUF of TCP sockets, both sides\n"
+	       "                               (default 0: the kernel's autotuning)\n"
+	       "      --rcvbuf N               SO_RCVBUF, the same way\n"
 	       "      --metrics ADDR           serve Prometheus /metrics and /health over\n"
 	       "                               HTTP at ADDR (host:port; keep it on loopback\n"
 	       "                               or a management network)\n"
@@ -366,6 +373,28 @@ bad:
 	return -EINVAL;
 }
 
+/* --sndbuf or --rcvbuf into d: 0, or SF_MIN_SOCKBUF to SF_MAX_SOCKBUF. */
+static int opt_sockbuf(int c, const char *arg, struct sf_policy *d, char *err, size_t errlen)
+{
+	const char *name = c == OPT_SNDBUF ? "--sndbuf" : "--rcvbuf";
+	size_t z = 0;
+	int rc = sf_parse_size(arg, &z);
+
+	if (rc == -ERANGE || (rc == 0 && z > 0 && (z < SF_MIN_SOCKBUF || z > SF_MAX_SOCKBUF))) {
+		snprintf(err, errlen, "%s %s: size out of range (0, or %u to %u bytes)", name, arg,
+			 SF_MIN_SOCKBUF, SF_MAX_SOCKBUF);
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "%s %s: malformed size (expected digits with k, m or g)",
+			 name, arg);
+		return -EINVAL;
+	}
+	*(c == OPT_SNDBUF ? &d->bufs.snd : &d->bufs.rcv) = (uint32_t)z;
+	d->set |= c == OPT_SNDBUF ? SF_P_SNDBUF : SF_P_RCVBUF;
+	return 0;
+}
+
 /* A policy flag into d, setting its bit; -EINVAL with a message. */
 static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, size_t errlen)
 {
@@ -423,6 +452,9 @@ static int opt_policy(int c, const char *arg, struct sf_policy *d, char *err, si
 		d->proxy_protocol = v;
 		d->set |= SF_P_PROXY_PROTOCOL;
 		return 0;
+	case OPT_SNDBUF:
+	case OPT_RCVBUF:
+		return opt_sockbuf(c, arg, d, err, errlen);
 	case OPT_ACCEPT_PROXY:
 		d->accept_proxy = 1;
 		d->set |= SF_P_ACCEPT_PROXY;
@@ -651,6 +683,8 @@ int sf_options_parse(int argc, char **argv, struct sf_config *cfg, char *err, si
 		case OPT_DENY:
 		case OPT_PROXY_PROTOCOL:
 		case OPT_ACCEPT_PROXY:
+		case OPT_SNDBUF:
+		case OPT_RCVBUF:
 		case OPT_UDP_TIMEOUT:
 		case OPT_MAX_SESSIONS:
 			rc = opt_policy(c, optarg, &cfg->defaults, err, errlen);

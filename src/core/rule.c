@@ -483,8 +483,9 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 	}
 	for (i = 0; i < g->nls; i++) {
 		struct sf_listener *l = &g->ls[i], *o = v ? find_prev(v, nprev, l) : NULL;
+		int kept = o != NULL && o->socks[0].io.fd >= 0 && same_workers(o, l);
 
-		if (o != NULL && o->socks[0].io.fd >= 0 && same_workers(o, l)) {
+		if (kept) {
 			l->addr = o->addr;
 			l->wildcard = o->wildcard;
 			for (w = 0; w < g->nworkers; w++) {
@@ -494,14 +495,20 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 			}
 		} else if ((rc = open_listener(g, l, err, errlen)) < 0) {
 			break;
-		} else if (!l->rule->pol->keepalive || l->proto == SF_PROTO_UDP) {
-			continue;
 		}
 		if (l->proto == SF_PROTO_UDP)
 			continue;
-		/* Accepted sockets inherit keepalive from their listener. */
-		for (w = 0; w < g->nworkers; w++)
-			sf_net_keepalive(l->socks[w].io.fd, l->rule->pol->keepalive);
+		/*
+		 * Accepted sockets inherit keepalive and buffer sizes from their
+		 * listener. A kept listener gets this generation's; a size back
+		 * to 0 cannot be undone on it (the kernel keeps a set size
+		 * locked), as docs/config.md says.
+		 */
+		for (w = 0; w < g->nworkers; w++) {
+			if (l->rule->pol->keepalive || kept)
+				sf_net_keepalive(l->socks[w].io.fd, l->rule->pol->keepalive);
+			sf_net_set_bufs(l->socks[w].io.fd, &l->rule->pol->bufs);
+		}
 	}
 	if (rc < 0) {
 		/* Close what this call opened; what was taken over stays prev's. */

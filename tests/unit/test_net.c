@@ -78,7 +78,7 @@ static int listen_any(struct sf_sockaddr *bound)
 /* Connect to a and wait for the outcome; returns the fd. */
 static int connect_done(const struct sf_sockaddr *a)
 {
-	int fd = -1, r = sf_net_connect(a, 0, 0, &fd);
+	int fd = -1, r = sf_net_connect(a, 0, 0, NULL, &fd);
 
 	cr_assert(r == 0 || r == -EINPROGRESS, "sf_net_connect: %d (%s)", r, strerror(-r));
 	cr_assert_geq(fd, 0);
@@ -156,7 +156,7 @@ Test(net, blocking_connect_and_accept)
 	struct sf_sockaddr bound;
 	int lfd = listen_any(&bound), cfd = -1, sfd, r;
 
-	r = sf_net_connect(&bound, 1, 0, &cfd);
+	r = sf_net_connect(&bound, 1, 0, NULL, &cfd);
 	cr_assert_eq(r, 0, "blocking sf_net_connect: %d (%s)", r, strerror(-r));
 	assert_nonblock_cloexec(cfd, 0);
 	wait_for(lfd, POLLIN);
@@ -174,7 +174,7 @@ Test(net, connect_refused)
 	int lfd = listen_any(&bound), fd = -1, r;
 
 	close(lfd); /* nothing listens on that port any more */
-	r = sf_net_connect(&bound, 0, 0, &fd);
+	r = sf_net_connect(&bound, 0, 0, NULL, &fd);
 	if (r == -EINPROGRESS) {
 		cr_assert_geq(fd, 0);
 		wait_for(fd, POLLOUT);
