@@ -51,7 +51,7 @@ FLAGS_STAMP := $(B)/.flags
 .PHONY: bench bench-full deps-bench
 FORMAT_SRC = $(wildcard src/*.c src/*/*.c src/*/*.h include/sockfwd/*.h tests/*/*.c tests/*/*.h tools/*.c tools/*/*.c tools/*/*.h)
 
-.PHONY: fuzz fuzz-build deps-fuzz analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage soak install uninstall deb clean deps deps-test format FORCE
+.PHONY: fuzz fuzz-build deps-fuzz test-grow analyze deps-analyze deps-build all test test-unit test-e2e check-man asan tsan coverage soak install uninstall deb clean deps deps-test format FORCE
 
 all: $(B)/sockfwd
 
@@ -120,6 +120,20 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
 		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e check-sfload
+ifeq ($(URING),1)
+	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
+		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-grow
+endif
+
+# The uring engine's buffer pool growth is built off (uring.c UR_POOL_GROW:
+# it cost throughput at 512 streams, docs/benchmarks.md). This builds a
+# forwarder with it on ($(B)/grow) and runs the pool's growth tests
+# against it, so the code stays tested while it is off (make URING=1).
+test-grow: $(B)/test_e2e
+	$(Q)$(MAKE) --no-print-directory B=$(B)/grow \
+		EXTRA_CFLAGS='$(EXTRA_CFLAGS) -DUR_POOL_GROW=1' $(B)/grow/sockfwd
+	SF_TEST_GROW=1 SOCKFWD_BIN=$(B)/grow/sockfwd $(B)/test_e2e --jobs 1 \
+		--filter='uring_pool/*' $(TEST_ARGS)
 
 # ThreadSanitizer: the forwarder built with -fsanitize=thread, driven by the
 # end-to-end suite with two workers, then four (tools/run-tsan.sh; the test
