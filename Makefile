@@ -120,7 +120,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 asan: deps-test
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
 		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-unit test-e2e check-sfload
-ifeq ($(URING),1)
+ifeq ($(URING)$(TEST_ARGS),1)
 	$(Q)$(MAKE) --no-print-directory B=build/asan EXTRA_CFLAGS='$(ASAN_FLAGS)' \
 		LDFLAGS='$(ASAN_FLAGS) $(LDFLAGS)' test-grow
 endif
@@ -128,8 +128,10 @@ endif
 # The uring engine's buffer pool growth is built off (uring.c UR_POOL_GROW:
 # it cost throughput at 512 streams, docs/benchmarks.md). This builds a
 # forwarder with it on ($(B)/grow) and runs the pool's growth tests
-# against it, so the code stays tested while it is off (make URING=1).
+# against it, so the code stays tested while it is off (make URING=1;
+# make URING=1 asan runs it too unless TEST_ARGS narrows the suite).
 test-grow: $(B)/test_e2e
+	$(if $(filter 1,$(URING)),,$(error test-grow needs URING=1: the pool is the uring engine's))
 	$(Q)$(MAKE) --no-print-directory B=$(B)/grow \
 		EXTRA_CFLAGS='$(EXTRA_CFLAGS) -DUR_POOL_GROW=1' $(B)/grow/sockfwd
 	SF_TEST_GROW=1 SOCKFWD_BIN=$(B)/grow/sockfwd $(B)/test_e2e --jobs 1 \

@@ -9,12 +9,19 @@
 
 #include "addr.h"
 
+/* Socket buffer sizes asked for a TCP socket (sndbuf, rcvbuf keys); 0: the kernel's. */
+struct sf_sockbufs {
+	uint32_t snd;
+	uint32_t rcv;
+};
+
 /*
  * A non-blocking listening socket on a, with SO_REUSEADDR and
- * SO_REUSEPORT (one listener per worker), IPV6_V6ONLY off.
- * Returns the fd or -errno.
+ * SO_REUSEPORT (one listener per worker), IPV6_V6ONLY off, and the
+ * buffer sizes of bufs (may be NULL) before it listens. Returns the fd
+ * or -errno.
  */
-int sf_net_listen(const struct sf_sockaddr *a, int backlog);
+int sf_net_listen(const struct sf_sockaddr *a, int backlog, const struct sf_sockbufs *bufs);
 
 /*
  * A non-blocking UDP socket bound to a, with SO_REUSEADDR and SO_REUSEPORT
@@ -34,12 +41,6 @@ int sf_net_udp_bind(const struct sf_sockaddr *a);
 
 /* 1 when a is the IPv4 or IPv6 wildcard address. */
 int sf_addr_is_wildcard(const struct sf_sockaddr *a);
-
-/* Socket buffer sizes asked for a TCP socket (sndbuf, rcvbuf keys); 0: the kernel's. */
-struct sf_sockbufs {
-	uint32_t snd;
-	uint32_t rcv;
-};
 
 /*
  * accept4 one connection (non-blocking unless blocking is set, CLOEXEC).
@@ -64,7 +65,7 @@ int sf_net_connect(const struct sf_sockaddr *a, int blocking, uint64_t timeout_m
  * SO_SNDBUF and SO_RCVBUF of fd, each unless 0 (the kernel's autotuning
  * stays). Set before connect or listen so the window scale agrees with
  * the receive buffer; accepted sockets inherit a listener's. The kernel
- * doubles the value and caps it at net.core.wmem_max / rmem_max. Best
+ * caps the value at net.core.wmem_max / rmem_max, then doubles it. Best
  * effort: a size the kernel refuses leaves its autotuning, no error.
  */
 void sf_net_set_bufs(int fd, const struct sf_sockbufs *bufs);

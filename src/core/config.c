@@ -599,8 +599,8 @@ static int load_policy_key(struct loader *ld, const config_setting_t *s, struct 
 		rc = get_bool(ld, s, &p->accept_proxy);
 	} else if (strcmp(name, "sndbuf") == 0 || strcmp(name, "rcvbuf") == 0) {
 		bit = name[0] == 's' ? SF_P_SNDBUF : SF_P_RCVBUF;
-		if ((rc = get_size(ld, s, 0, SIZE_MAX, &z)) == 0 && z > 0 &&
-		    (z < SF_MIN_SOCKBUF || z > SF_MAX_SOCKBUF))
+		if ((rc = get_size(ld, s, 0, SF_MAX_SOCKBUF, &z)) == 0 && z > 0 &&
+		    z < SF_MIN_SOCKBUF)
 			return fail(ld, s, "size %zu out of range (0, or %u to %u bytes)", z,
 				    SF_MIN_SOCKBUF, SF_MAX_SOCKBUF);
 		if (rc == 0)

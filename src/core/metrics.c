@@ -67,7 +67,7 @@ int sf_metrics_listen(const struct sf_config *cfg, char *err, size_t errlen)
 	 * one for a restart binds the same address.
 	 */
 	for (i = 0; i < al.n; i++) {
-		fd = sf_net_listen(&al.a[i], MX_LISTEN_BACKLOG);
+		fd = sf_net_listen(&al.a[i], MX_LISTEN_BACKLOG, NULL);
 		if (fd >= 0 || (fd != -EAFNOSUPPORT && fd != -EADDRNOTAVAIL))
 			break;
 	}

@@ -46,7 +46,7 @@ static int net_shared_socket(const struct sf_sockaddr *a, int type, int proto)
 	return fd;
 }
 
-int sf_net_listen(const struct sf_sockaddr *a, int backlog)
+int sf_net_listen(const struct sf_sockaddr *a, int backlog, const struct sf_sockbufs *bufs)
 {
 	int fd, rc;
 
@@ -54,6 +54,7 @@ int sf_net_listen(const struct sf_sockaddr *a, int backlog)
 		return fd;
 	/* Accepted sockets inherit it: no setsockopt per connection. */
 	sf_net_set_nodelay(fd);
+	sf_net_set_bufs(fd, bufs);
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)

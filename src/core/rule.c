@@ -383,7 +383,7 @@ static int open_one(const struct sf_listener *l, const struct sf_sockaddr *a)
 {
 	if (l->proto == SF_PROTO_UDP)
 		return sf_net_udp_bind(a);
-	return sf_net_listen(a, LISTEN_BACKLOG);
+	return sf_net_listen(a, LISTEN_BACKLOG, &l->rule->pol->bufs);
 }
 
 /*
@@ -464,6 +464,32 @@ static int same_workers(const struct sf_listener *o, const struct sf_listener *l
 	return sf_rule_paired(o->rule) == sf_rule_paired(l->rule);
 }
 
+/*
+ * Accepted sockets inherit keepalive and buffer sizes from their TCP
+ * listener l: give it its rule's. A new socket has them already but for
+ * one systemd passed; a kept one gets this generation's, though a size
+ * back to 0 cannot be undone on it (the kernel keeps a set size), as
+ * docs/config.md says.
+ */
+static void listener_opts(struct sf_listener *l, unsigned nworkers, int kept)
+{
+	const struct sf_policy *p = l->rule->pol;
+	unsigned w;
+
+	if (l->proto == SF_PROTO_UDP)
+		return;
+	for (w = 0; w < nworkers; w++) {
+		int fd = l->socks[w].io.fd;
+
+		/* A meet listener has worker 0's socket only. */
+		if (fd < 0)
+			continue;
+		if (p->keepalive || kept)
+			sf_net_keepalive(fd, p->keepalive);
+		sf_net_set_bufs(fd, &p->bufs);
+	}
+}
+
 int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t errlen)
 {
 	struct sf_listener **v = NULL;
@@ -483,9 +509,7 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 	}
 	for (i = 0; i < g->nls; i++) {
 		struct sf_listener *l = &g->ls[i], *o = v ? find_prev(v, nprev, l) : NULL;
-		int kept = o != NULL && o->socks[0].io.fd >= 0 && same_workers(o, l);
-
-		if (kept) {
+		if (o != NULL && o->socks[0].io.fd >= 0 && same_workers(o, l)) {
 			l->addr = o->addr;
 			l->wildcard = o->wildcard;
 			for (w = 0; w < g->nworkers; w++) {
@@ -496,19 +520,12 @@ int sf_gen_listen(struct sf_gen *g, const struct sf_gen *prev, char *err, size_t
 		} else if ((rc = open_listener(g, l, err, errlen)) < 0) {
 			break;
 		}
-		if (l->proto == SF_PROTO_UDP)
-			continue;
-		/*
-		 * Accepted sockets inherit keepalive and buffer sizes from their
-		 * listener. A kept listener gets this generation's; a size back
-		 * to 0 cannot be undone on it (the kernel keeps a set size
-		 * locked), as docs/config.md says.
-		 */
-		for (w = 0; w < g->nworkers; w++) {
-			if (l->rule->pol->keepalive || kept)
-				sf_net_keepalive(l->socks[w].io.fd, l->rule->pol->keepalive);
-			sf_net_set_bufs(l->socks[w].io.fd, &l->rule->pol->bufs);
-		}
+	}
+	/* Only once every listener is there: a failed reload leaves prev's untouched. */
+	for (i = 0; rc == 0 && i < g->nls; i++) {
+		struct sf_listener *l = &g->ls[i], *o = v ? find_prev(v, nprev, l) : NULL;
+
+		listener_opts(l, g->nworkers, o != NULL && same_workers(o, l));
 	}
 	if (rc < 0) {
 		/* Close what this call opened; what was taken over stays prev's. */

@@ -68,7 +68,7 @@ static void wait_for(int fd, short events)
 static int listen_any(struct sf_sockaddr *bound)
 {
 	struct sf_sockaddr a = loopback(0);
-	int lfd = sf_net_listen(&a, 16);
+	int lfd = sf_net_listen(&a, 16, NULL);
 
 	cr_assert_geq(lfd, 0, "sf_net_listen: %s", strerror(-lfd));
 	*bound = loopback(local_port(lfd));
@@ -104,7 +104,7 @@ Test(net, listen_on_ephemeral_port)
 Test(net, reuseport_allows_second_listener)
 {
 	struct sf_sockaddr bound;
-	int lfd = listen_any(&bound), lfd2 = sf_net_listen(&bound, 16);
+	int lfd = listen_any(&bound), lfd2 = sf_net_listen(&bound, 16, NULL);
 
 	cr_assert_geq(lfd2, 0, "second listener on the same port: %s", strerror(-lfd2));
 	close(lfd2);
