@@ -37,7 +37,13 @@
  *   else the direction waits on the starved list (counted when the pool
  *   has no stashed buffer either) until a send returns a buffer, the
  *   next turn puts stashed ones in the rings or the pool grows, woken in
- *   order, as many as there are free buffers in the rings.
+ *   order, as many as there are free buffers in the rings (up to twice
+ *   that: the tick forgets the promises before the batch's receives are
+ *   submitted). Under load most such completions come to receives a
+ *   wake just armed (the first one woken takes the buffers); removing
+ *   them (branch h-enobufs-exp) did not lower the cost of the
+ *   many-stream slow mode, which is a GB queued in the kernel's socket
+ *   buffers (docs/benchmarks.md, "The uring ENOBUFS churn").
  */
 #include <errno.h>
 #include <fcntl.h>
