@@ -37,7 +37,13 @@
  *   else the direction waits on the starved list (counted when the pool
  *   has no stashed buffer either) until a send returns a buffer, the
  *   next turn puts stashed ones in the rings or the pool grows, woken in
- *   order, as many as there are free buffers in the rings.
+ *   order, as many as there are free buffers in the rings (up to twice
+ *   that: the tick forgets the promises before the batch's receives are
+ *   submitted). Under load most such completions come to receives a
+ *   wake just armed (the first one woken takes the buffers); removing
+ *   them (branch h-enobufs-exp) did not lower the cost of the
+ *   many-stream slow mode, which is a GB queued in the kernel's socket
+ *   buffers (docs/benchmarks.md, "The uring ENOBUFS churn").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -68,6 +74,34 @@
 #define UR_ACCEPT_BUDGET 64 /* userspace accepts per readiness (max_conns rules) */
 
 /*
+ * Counters of the receive path, for measuring it (make
+ * CPPFLAGS=-DUR_COUNTERS; off in every other build): each worker writes
+ * them at its exit as one "urc wN stats: urc_KEY=N ..." line on stderr,
+ * which the bench keeps with the stats line's fields (fwd_stats in
+ * results.json). docs/benchmarks.md, "The uring ENOBUFS churn", used
+ * them.
+ */
+enum {
+	UR_C_TURNS,	  /* loop turns: io_uring_enter and the completions it returned */
+	UR_C_DATA,	  /* receive completions with bytes */
+	UR_C_BYTES,	  /* their bytes */
+	UR_C_NOBUFS,	  /* receive completions with -ENOBUFS */
+	UR_C_NB_WOKEN,	  /* of those, on a receive armed by a wake, no bytes since */
+	UR_C_NB_STARVE,	  /* of those, put on the starved list */
+	UR_C_WAKES,	  /* directions woken */
+	UR_C_ARMS,	  /* receives armed */
+	UR_C_HIGHCANCEL,  /* receives cancelled at UR_HIGH */
+	UR_C_SENDS,	  /* send completions */
+	UR_C_STARVED_SUM, /* connections on the starved list, summed at each turn's end */
+	UR_C_COUNT
+};
+#ifdef UR_COUNTERS
+#define UR_CTR(l, k, n) ((l)->ctr[(k)] += (n))
+#else
+#define UR_CTR(l, k, n) ((void)0)
+#endif
+
+/*
  * user_data: a pointer | op << 1 | side (pointers are 16-aligned): a
  * connection, or for UR_ACCEPT its listener socket (struct sf_lsock).
  * UR_CONNECT on the upstream side waits for the connect, on the client
@@ -82,6 +116,7 @@ struct ur_dir {
 	uint8_t cancel_sent;
 	uint8_t send_armed;
 	uint8_t starved;     /* waiting for a group to have buffers again */
+	uint8_t woken;	     /* armed by a wake, no bytes since (UR_COUNTERS) */
 	unsigned short bgid; /* the group its receive was armed on */
 };
 
@@ -124,6 +159,9 @@ struct ur_loop {
 	 * of its own, watched by one poll on the ring (UR_CMD, side 1).
 	 */
 	struct sf_udp udp;
+#ifdef UR_COUNTERS
+	uint64_t ctr[UR_C_COUNT];
+#endif
 };
 
 static uint64_t ud(void *x, enum ur_op op, int side)
@@ -352,6 +390,7 @@ static void ur_arm_recv(struct ur_loop *l, struct ur_conn *x, int d)
 	dir->recv_armed = 1;
 	dir->cancel_sent = 0;
 	x->inflight++;
+	UR_CTR(l, UR_C_ARMS, 1);
 }
 
 static void ur_arm_send(struct ur_loop *l, struct ur_conn *x, int d)
@@ -424,6 +463,8 @@ static void ur_wake_starved(struct ur_loop *l)
 		for (d = 0; d < 2; d++) {
 			if (x->d[d].starved) {
 				x->d[d].starved = 0;
+				x->d[d].woken = 1;
+				UR_CTR(l, UR_C_WAKES, 1);
 				ur_arm_recv(l, x, d);
 			}
 		}
@@ -456,9 +497,13 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 				ur_wake_starved(l);
 			goto out;
 		}
+		UR_CTR(l, UR_C_DATA, 1);
+		UR_CTR(l, UR_C_BYTES, (uint64_t)res);
+		dir->woken = 0;
 		sf_ubufq_push(&l->bufs, &dir->q, ref, (uint32_t)res);
 		ur_arm_send(l, x, d);
 		if (dir->recv_armed && !dir->cancel_sent && dir->q.n >= UR_HIGH) {
+			UR_CTR(l, UR_C_HIGHCANCEL, 1);
 			ur_cancel(l, x, UR_RECV, d);
 			dir->cancel_sent = 1;
 		}
@@ -472,8 +517,13 @@ static void ur_on_recv(struct ur_loop *l, struct ur_conn *x, int d, struct io_ur
 		 * Its group ran dry or was retired: armed again below on the
 		 * group with the most free buffers, or it waits for one.
 		 */
-		if (sf_ubpool_avail(&l->bufs) == 0)
+		UR_CTR(l, UR_C_NOBUFS, 1);
+		UR_CTR(l, UR_C_NB_WOKEN, dir->woken);
+		dir->woken = 0;
+		if (sf_ubpool_avail(&l->bufs) == 0) {
+			UR_CTR(l, UR_C_NB_STARVE, 1);
 			ur_starve(l, x, d);
+		}
 	} else if (res != -ECANCELED) {
 		ur_fail(l, x, d, res);
 		goto out;
@@ -490,6 +540,7 @@ static void ur_on_send(struct ur_loop *l, struct ur_conn *x, int d, int res)
 	struct ur_dir *dir = &x->d[d];
 
 	dir->send_armed = 0;
+	UR_CTR(l, UR_C_SENDS, 1);
 	if (x->closed || res <= 0) {
 		/* The head was kept for this completion: now it can go back. */
 		sf_ubufq_release(&l->bufs, &dir->q, 0);
@@ -1058,6 +1109,28 @@ static int ur_wait(struct ur_loop *l)
 	return io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 }
 
+/* UR_COUNTERS only: the worker's counters, one line on stderr (see UR_C_*). */
+static void ur_counters_log(const struct ur_loop *l)
+{
+#ifdef UR_COUNTERS
+	static const char *const names[UR_C_COUNT] = {
+		"turns", "data", "bytes",      "nobufs", "nb_woken",	"nb_starve",
+		"wakes", "arms", "highcancel", "sends",	 "starved_sum",
+	};
+	char line[512];
+	size_t len;
+	int k;
+
+	len = (size_t)snprintf(line, sizeof(line), "urc w%u stats:", l->w->id);
+	for (k = 0; k < UR_C_COUNT && len < sizeof(line); k++)
+		len += (size_t)snprintf(line + len, sizeof(line) - len, " urc_%s=%llu", names[k],
+					(unsigned long long)l->ctr[k]);
+	fprintf(stderr, "%s\n", line);
+#else
+	(void)l;
+#endif
+}
+
 /* A ring with the cheapest task-running mode this kernel takes. */
 static int ur_ring_init(struct io_uring *ring, unsigned entries)
 {
@@ -1151,6 +1224,8 @@ static int ur_run(struct sf_worker *w)
 		while ((tm = sf_timers_pop_due(&l->timers, w->now_ms)) != NULL)
 			tm->fn(l, tm);
 		ur_pool_tick(l);
+		UR_CTR(l, UR_C_TURNS, 1);
+		UR_CTR(l, UR_C_STARVED_SUM, l->nstarved);
 		ur_free_dead(l);
 		sf_udp_reap(&l->udp);
 		ur_unlisten(l);
@@ -1161,6 +1236,7 @@ static int ur_run(struct sf_worker *w)
 	 */
 	LIST_FOREACH(x, &l->all, all)
 	ur_close(l, x, SF_R_STOP, -1, 0, 1);
+	ur_counters_log(l);
 	io_uring_queue_exit(&l->ring);
 	ur_drop_accepts(w);
 	/* No completion can come now: free every connection, waiting or not. */
