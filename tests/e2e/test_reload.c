@@ -84,30 +84,51 @@ struct client_loop {
 	_Atomic int stop;
 	int ok;
 	int failed;
-	int first_err; /* errno of the first failure */
-	int first_at;  /* its index */
+	/* The first failure: */
+	int first_err;	   /* -errno (id_read_try's own for the identity) */
+	int first_at;	   /* its index */
+	int first_connect; /* 1: the connect failed, 0: reading the identity */
+	int first_stopped; /* stop was set while it was in flight */
+	uint64_t first_ms; /* how long it took */
 	pthread_t th;
 };
 
-/* Connect, read the upstream's identity, close: 0 or -errno. */
-static int loop_once(int port)
+/*
+ * Connect, read the upstream's identity, close: 0 or -errno, the
+ * connect's or id_read_try's own (-ETIMEDOUT, -EPIPE for an EOF, -EPROTO
+ * for bytes that are no identity). *connecting says which failed.
+ */
+static int loop_once(int port, int *connecting)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = LOOP_IO_MS / 1000 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
 
+	*connecting = 1;
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons((uint16_t)port);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
 		r = -errno;
-	else
-		r = id_read_try(fd, LOOP_IO_MS) >= 0 ? 0 : -ECONNRESET;
+	} else {
+		*connecting = 0;
+		r = id_read_try(fd, LOOP_IO_MS);
+		r = r >= 0 ? 0 : r;
+	}
 	close(fd);
 	return r;
+}
+
+/* A failure of loop_once in words, as id_read words them. */
+static const char *loop_err(int err)
+{
+	return err == EPROTO	  ? "not an identity"
+	       : err == EPIPE	  ? "EOF"
+	       : err == ETIMEDOUT ? "timed out"
+				  : strerror(err);
 }
 
 static void *client_loop_main(void *arg)
@@ -115,7 +136,8 @@ static void *client_loop_main(void *arg)
 	struct client_loop *l = arg;
 
 	for (int i = 0; i < LOOP_MAX && !atomic_load(&l->stop); i++) {
-		int r = loop_once(l->port);
+		uint64_t t = now_ms();
+		int connecting, r = loop_once(l->port, &connecting);
 
 		if (r == 0) {
 			l->ok++;
@@ -124,6 +146,9 @@ static void *client_loop_main(void *arg)
 		if (l->failed++ == 0) {
 			l->first_err = -r;
 			l->first_at = i;
+			l->first_connect = connecting;
+			l->first_ms = now_ms() - t;
+			l->first_stopped = atomic_load(&l->stop);
 		}
 	}
 	return NULL;
@@ -289,9 +314,13 @@ ENGINE_TEST(reload, under_load, 240)
 
 	cr_assert(loop.ok > 0, "the client loop was never served");
 	cr_assert_eq(loop.failed, 0,
-		     "%d of %d clients connecting during reloads failed; the first (number %d): "
-		     "%s",
-		     loop.failed, loop.ok + loop.failed, loop.first_at, strerror(loop.first_err));
+		     "%d of %d clients connecting during reloads failed; the first (number %d, "
+		     "%s, after %llu ms%s): %s%s",
+		     loop.failed, loop.ok + loop.failed, loop.first_at,
+		     loop.first_connect ? "connecting" : "reading the identity",
+		     (unsigned long long)loop.first_ms,
+		     loop.first_stopped ? ", in flight when the reloads ended" : "",
+		     loop_err(loop.first_err), fwd_note());
 	cr_log_info("%s: %d clients served during the reloads", engine, loop.ok);
 	cr_assert(b.err != EILSEQ, "the transfer arrived altered at byte %llu",
 		  (unsigned long long)b.bad_at);
