@@ -1999,6 +1999,9 @@ void fwd_start_conf(struct fwd *f, struct fwd_conf *c, const char *text)
 		argv[n++] = "sockfwd";
 		argv[n++] = "-c";
 		argv[n++] = c->path;
+		/* Debugging only, as in fwd_start. */
+		if (getenv("SOCKFWD_TEST_VERBOSE") != NULL)
+			argv[n++] = "-v";
 		for (int i = 0; i < FWD_EXTRA && c->extra[i] != NULL; i++) {
 			cr_assert(n < MAX_ARGS - 1, "too many arguments");
 			argv[n++] = c->extra[i];
