@@ -85,20 +85,76 @@ struct client_loop {
 	int ok;
 	int failed;
 	/* The first failure: */
-	int first_err;	   /* -errno (id_read_try's own for the identity) */
-	int first_at;	   /* its index */
-	int first_connect; /* 1: the connect failed, 0: reading the identity */
-	int first_stopped; /* stop was set while it was in flight */
-	uint64_t first_ms; /* how long it took */
+	int first_err;	      /* -errno (id_read_try's own for the identity) */
+	int first_at;	      /* its index */
+	int first_connect;    /* 1: the connect failed, 0: reading the identity */
+	int first_stopped;    /* stop was set while it was in flight */
+	uint64_t first_ms;    /* how long it took */
+	char first_seen[192]; /* what the kernel showed of it then (loop_seen) */
 	pthread_t th;
 };
+
+/* A TCP state as /proc/net/tcp numbers it, in words. */
+static const char *tcp_state(unsigned st)
+{
+	static const char *const names[] = { "?",	   "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+					     "FIN_WAIT1",  "FIN_WAIT2",	  "TIME_WAIT", "CLOSE",
+					     "CLOSE_WAIT", "LAST_ACK",	  "LISTEN",    "CLOSING" };
+
+	return st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+/*
+ * /proc/net/tcp's view of the forwarder's end of client fd on port, and
+ * of port's listeners, in words: which of "not accepted" (the connection
+ * waits in a listener's queue: its socket has no inode yet) or
+ * "accepted" (the forwarder holds it), its state and queues, and how
+ * many connections each listener holds unaccepted.
+ */
+static void loop_seen(int fd, int port, char *out, size_t len)
+{
+	struct sockaddr_in me;
+	socklen_t mlen = sizeof(me);
+	char line[512], lq[64] = "";
+	size_t n = 0, q = 0;
+	FILE *fp;
+
+	snprintf(out, len, "no end seen in /proc/net/tcp");
+	if (getsockname(fd, (struct sockaddr *)&me, &mlen) < 0 ||
+	    (fp = fopen("/proc/net/tcp", "re")) == NULL)
+		return;
+	for (int i = 0; i < 10000000 && fgets(line, sizeof(line), fp) != NULL; i++) {
+		unsigned lport, rport, st, tx, rx;
+		unsigned long inode;
+
+		if (sscanf(line, " %*d: %*x:%x %*x:%x %x %x:%x %*x:%*x %*x %*u %*u %lu", &lport,
+			   &rport, &st, &tx, &rx, &inode) != 6 ||
+		    (int)lport != port)
+			continue;
+		if (st == 0x0A && q < sizeof(lq))
+			q += (size_t)snprintf(lq + q, sizeof(lq) - q, "%s%u", q ? " " : "", rx);
+		else if (rport == ntohs(me.sin_port) && n < len)
+			n += (size_t)snprintf(
+				out + n, len - n,
+				"%sthe forwarder's end of port %u: %s, %s, rx %u tx %u",
+				n ? "; " : "", rport, inode ? "accepted" : "in a listener's queue",
+				tcp_state(st), rx, tx);
+	}
+	fclose(fp);
+	if (n == 0)
+		n = (size_t)snprintf(out, len, "the forwarder has no end of port %u",
+				     ntohs(me.sin_port));
+	if (n < len)
+		snprintf(out + n, len - n, "; unaccepted in the listeners: %s",
+			 q ? lq : "no listener");
+}
 
 /*
  * Connect, read the upstream's identity, close: 0 or -errno, the
  * connect's or id_read_try's own (-ETIMEDOUT, -EPIPE for an EOF, -EPROTO
  * for bytes that are no identity). *connecting says which failed.
  */
-static int loop_once(int port, int *connecting)
+static int loop_once(int port, int *connecting, char *seen, size_t seenlen)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = LOOP_IO_MS / 1000 };
@@ -117,6 +173,8 @@ static int loop_once(int port, int *connecting)
 		*connecting = 0;
 		r = id_read_try(fd, LOOP_IO_MS);
 		r = r >= 0 ? 0 : r;
+		if (r < 0 && seen != NULL)
+			loop_seen(fd, port, seen, seenlen);
 	}
 	close(fd);
 	return r;
@@ -137,7 +195,10 @@ static void *client_loop_main(void *arg)
 
 	for (int i = 0; i < LOOP_MAX && !atomic_load(&l->stop); i++) {
 		uint64_t t = now_ms();
-		int connecting, r = loop_once(l->port, &connecting);
+		int connecting, r;
+
+		r = loop_once(l->port, &connecting, l->failed == 0 ? l->first_seen : NULL,
+			      sizeof(l->first_seen));
 
 		if (r == 0) {
 			l->ok++;
@@ -315,12 +376,13 @@ ENGINE_TEST(reload, under_load, 240)
 	cr_assert(loop.ok > 0, "the client loop was never served");
 	cr_assert_eq(loop.failed, 0,
 		     "%d of %d clients connecting during reloads failed; the first (number %d, "
-		     "%s, after %llu ms%s): %s%s",
+		     "%s, after %llu ms%s): %s (%s)%s",
 		     loop.failed, loop.ok + loop.failed, loop.first_at,
 		     loop.first_connect ? "connecting" : "reading the identity",
 		     (unsigned long long)loop.first_ms,
 		     loop.first_stopped ? ", in flight when the reloads ended" : "",
-		     loop_err(loop.first_err), fwd_note());
+		     loop_err(loop.first_err),
+		     loop.first_connect ? "no connection" : loop.first_seen, fwd_note());
 	cr_log_info("%s: %d clients served during the reloads", engine, loop.ok);
 	cr_assert(b.err != EILSEQ, "the transfer arrived altered at byte %llu",
 		  (unsigned long long)b.bad_at);
