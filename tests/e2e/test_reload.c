@@ -26,6 +26,7 @@
 #define BULK_HOLD    (16 * MiB) /* unread until the reloads are done */
 #define BULK_SEED    77
 #define LOOP_MAX     50000 /* client loop bound */
+#define LOOP_BETWEEN 50	   /* clients that end between two reloads, at least */
 #define LOOP_IO_MS   5000
 #define RELOAD_CHUNK (256 * 1024)
 #define INODES_MAX   16
@@ -82,8 +83,9 @@ static void reload_until_listening(struct fwd *f, int port)
 struct client_loop {
 	int port;
 	_Atomic int stop;
-	int ok;
-	int failed;
+	_Atomic int done; /* the loop ended (stop, or LOOP_MAX clients) */
+	_Atomic int ok;
+	_Atomic int failed;
 	/* The first failure: */
 	int first_err;	      /* -errno (id_read_try's own for the identity) */
 	int first_at;	      /* its index */
@@ -212,7 +214,25 @@ static void *client_loop_main(void *arg)
 			l->first_stopped = atomic_load(&l->stop);
 		}
 	}
+	atomic_store(&l->done, 1);
 	return NULL;
+}
+
+/*
+ * Let LOOP_BETWEEN more clients end (served or not), bounded by
+ * RELOAD_MS, so that clients connect across every reload whatever the
+ * speed of the machine: 20 reloads can take 0.4 s, or the loop can
+ * spend its LOOP_MAX clients long before they end. A client that hangs
+ * is the loop's to report.
+ */
+static void loop_wait_clients(struct client_loop *l)
+{
+	int base = atomic_load(&l->ok) + atomic_load(&l->failed);
+
+	for (int i = 0; i < RELOAD_MS && !atomic_load(&l->done) &&
+			atomic_load(&l->ok) + atomic_load(&l->failed) < base + LOOP_BETWEEN;
+	     i++)
+		sleep_ms(1);
 }
 
 /* ---- the bulk reader (a thread: no assertions) ---- */
@@ -362,6 +382,7 @@ ENGINE_TEST(reload, under_load, 240)
 		cr_assert_geq(id_query(AF_INET, NULL, added), 0, "added rule");
 		same_sockets(&f, c.lport[0], nweb, web_ino, r);
 		same_sockets(&f, c.lport[1], nbulk, bulk_ino, r);
+		loop_wait_clients(&loop);
 	}
 	cr_log_info("%s: %d reloads in %llu ms; %llu MiB of the transfer moved meanwhile", engine,
 		    RELOADS, (unsigned long long)(now_ms() - t0),
