@@ -28,6 +28,9 @@
  *   is submitted: a connection's SQEs are submitted before its sockets
  *   close (ur_flush), or a new socket given the same number in the
  *   meantime would get them (the hour soak's foreign 64 KiB, 2026-11-29).
+ * - At a reload, a kept listener's new accept is armed only once the old
+ *   one's cancellation completed (ur_arm_accept): accepts are exclusive
+ *   waiters, and a cancelled one still queued swallows a client's wakeup.
  * - A group running out of buffers ends a multishot recv with -ENOBUFS:
  *   armed again at once on a group with free buffers if there is one,
  *   else the direction waits on the starved list (counted) until a send
