@@ -32,6 +32,9 @@
  *   is submitted: a connection's SQEs are submitted before its sockets
  *   close (ur_flush), or a new socket given the same number in the
  *   meantime would get them (the hour soak's foreign 64 KiB, 2026-11-29).
+ * - At a reload, a kept listener's new accept is armed only once the old
+ *   one's cancellation completed (ur_arm_accept): accepts are exclusive
+ *   waiters, and a cancelled one still queued swallows a client's wakeup.
  * - A group running out of buffers ends a multishot recv with -ENOBUFS:
  *   armed again at once on a group with free buffers if there is one,
  *   else the direction waits on the starved list (counted when the pool
@@ -152,6 +155,13 @@ struct ur_loop {
 	unsigned nstarved;			 /* connections on it */
 	struct ur_conn *dead;			 /* closed, freed after the completion batch */
 	unsigned naccepts; /* accepts (or their polls) armed, any generation */
+	/*
+	 * Listener sockets of older generations whose accept was cancelled
+	 * and has not completed yet: no accept is armed on a descriptor of
+	 * theirs before that (see ur_arm_accept).
+	 */
+	struct sf_lsock **cancelled;
+	unsigned ncancelled, capcancelled;
 	int stop;
 	int draining; /* accepts cancelled: the listeners close once none is armed */
 	/*
@@ -241,6 +251,66 @@ static void ur_pause(struct ur_loop *l, struct sf_lsock *ls)
 /* A rule with max_conns accepts in userspace, after a poll: see ur_arm_accept. */
 static int ur_polled(const struct sf_lsock *ls) { return ls->l->rule->pol->max_conns != 0; }
 
+/* Is an accept of an older generation on descriptor fd cancelled but not yet completed? */
+static int ur_cancelling(const struct ur_loop *l, int fd)
+{
+	unsigned i;
+
+	for (i = 0; i < l->ncancelled; i++)
+		if (l->cancelled[i]->io.fd == fd)
+			return 1;
+	return 0;
+}
+
+/*
+ * Remember ls, whose accept is being cancelled, until its last
+ * completion. Returns 0, or -ENOMEM (then the caller arms the new accept
+ * at once, as before this list).
+ */
+static int ur_cancelled_add(struct ur_loop *l, struct sf_lsock *ls)
+{
+	if (l->ncancelled == l->capcancelled) {
+		unsigned cap = l->capcancelled ? l->capcancelled * 2 : 16;
+		struct sf_lsock **v = realloc(l->cancelled, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		l->cancelled = v;
+		l->capcancelled = cap;
+	}
+	l->cancelled[l->ncancelled++] = ls;
+	return 0;
+}
+
+static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls);
+
+/*
+ * The last completion of an accept armed on ls came. If it had been
+ * cancelled, the socket is free for an accept of the generation being
+ * served: arm the one that ur_arm_accept held back (a kept listener's),
+ * if any. Call before ls's generation is let go.
+ */
+static void ur_accept_ended(struct ur_loop *l, struct sf_lsock *ls)
+{
+	struct sf_gen *g = l->w->gen;
+	unsigned i;
+	size_t k;
+
+	for (i = 0; i < l->ncancelled && l->cancelled[i] != ls; i++)
+		;
+	if (i == l->ncancelled)
+		return;
+	l->cancelled[i] = l->cancelled[--l->ncancelled];
+	if (ls->l->gen == g)
+		return;
+	for (k = 0; k < g->nls; k++) {
+		struct sf_lsock *cur = &g->ls[k].socks[l->w->id];
+
+		if (cur->io.fd == ls->io.fd && g->ls[k].proto != SF_PROTO_UDP)
+			ur_arm_accept(l, cur);
+	}
+}
+
 /*
  * Arm accepting on ls unless it is armed: one multishot accept, or, for a
  * rule with max_conns, a poll for readiness after which the worker takes
@@ -250,13 +320,24 @@ static int ur_polled(const struct sf_lsock *ls) { return ls->l->rule->pol->max_c
  * worker's socket). Each armed request holds a reference on its
  * generation: its completions name ls, which lives there, and may come
  * after a reload.
+ *
+ * Not while an accept of an older generation on the same socket (a
+ * listener a reload kept) is cancelled but not yet completed: accepts
+ * wait on the socket as exclusive waiters (EPOLLEXCLUSIVE), and a new
+ * client's wakeup goes to the first of them only. The cancelled one,
+ * first in line until its cancellation runs (task work, at a later
+ * io_uring_enter), takes it and does nothing; the new accept sleeps on,
+ * and the client waits in the backlog until another client or reload
+ * comes (reload::under_load_uring's clients timed out there after the
+ * last reload). ur_accept_ended arms it once the old one is gone, and
+ * a client queued meanwhile is taken as the accept is armed.
  */
 static void ur_arm_accept(struct ur_loop *l, struct sf_lsock *ls)
 {
 	struct io_uring_sqe *sqe;
 	int polled = ur_polled(ls);
 
-	if (ls->armed || ls->paused || l->stop || l->draining)
+	if (ls->armed || ls->paused || l->stop || l->draining || ur_cancelling(l, ls->io.fd))
 		return;
 	if (polled && SF_ATOMIC_GET(ls->l->rule->active) >= ls->l->rule->pol->max_conns) {
 		ur_pause(l, ls);
@@ -747,6 +828,7 @@ static void ur_on_accept_poll(struct ur_loop *l, struct sf_lsock *ls, int res)
 	}
 	if (res != -ECANCELED && ur_serving(l, ls))
 		ur_arm_accept(l, ls);
+	ur_accept_ended(l, ls);
 	sf_gen_unref(ls->l->gen); /* taken when armed; ls may be gone after it */
 }
 
@@ -769,6 +851,7 @@ static void ur_on_accept(struct ur_loop *l, struct sf_lsock *ls, struct io_uring
 		else
 			ur_arm_accept(l, ls);
 	}
+	ur_accept_ended(l, ls);
 	sf_gen_unref(ls->l->gen); /* taken when armed; ls may be gone after it */
 }
 
@@ -792,8 +875,10 @@ static void ur_listen(struct ur_loop *l, struct sf_gen *g, int on)
 		if (ls->paused)
 			sf_timer_del(&l->timers, &ls->resume);
 		ls->paused = 0;
-		if (ls->armed)
-			ur_cancel(l, ls, UR_ACCEPT, ur_polled(ls));
+		if (!ls->armed)
+			continue;
+		ur_cancel(l, ls, UR_ACCEPT, ur_polled(ls));
+		(void)ur_cancelled_add(l, ls);
 	}
 }
 
@@ -1250,6 +1335,7 @@ static int ur_run(struct sf_worker *w)
 	sf_timers_destroy(&l->timers);
 	sf_ubpool_destroy(&l->bufs);
 	ur_unpublish(l);
+	free(l->cancelled);
 	free(l);
 	return rc;
 fail_ring:

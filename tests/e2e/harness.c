@@ -9,6 +9,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -1568,21 +1571,100 @@ static int cmp_ulong(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+typedef void (*listener_fn)(int port, unsigned long inode, void *arg);
+
+/* Listening sockets found, by port and inode. */
+struct listener_list {
+	struct {
+		int port;
+		unsigned long inode;
+	} * v;
+	size_t n, cap;
+};
+
+static void listener_add(struct listener_list *l, int port, unsigned long inode)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *v = realloc(l->v, cap * sizeof(*l->v));
+
+		cr_assert(v != NULL, "realloc failed");
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n].port = port;
+	l->v[l->n++].inode = inode;
+}
+
 /*
- * Visit the listening sockets of pid with a port in lo..hi: visit(port,
- * inode, arg) for each. Returns -1 when the process is gone, else 0.
+ * Add the listening TCP sockets of family to l, from the kernel's socket
+ * diagnostics (what ss -lt reads). The kernel walks only its listening
+ * sockets, where /proc/net/tcp has a line for every socket: with the
+ * tens of thousands of TIME_WAIT sockets that tests full of short
+ * connections leave behind, each read of it took 0.1-0.2 s, and the
+ * reload tests, which poll it, slowed down 5-10 times. Returns 0, or
+ * -errno (no sock_diag: the caller reads the files).
  */
-static int proc_listeners(pid_t pid, int lo, int hi, void (*visit)(int, unsigned long, void *),
-			  void *arg)
+static int diag_listeners(int family, struct listener_list *l)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 r;
+	} req = {
+		.nlh = { .nlmsg_len = sizeof(req),
+			 .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			 .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.r = { .sdiag_family = (uint8_t)family,
+		       .sdiag_protocol = IPPROTO_TCP,
+		       .idiag_states = 1u << 10 /* TCP_LISTEN */ },
+	};
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	long buf[8192 / sizeof(long)];
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG), rc = -EIO;
+
+	if (fd < 0)
+		return -errno;
+	if (sendto(fd, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (int i = 0; i < 100000; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			goto out;
+		}
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			const struct inet_diag_msg *m = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE) {
+				rc = 0;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+
+				rc = e->error < 0 ? e->error : -EIO;
+				goto out;
+			}
+			listener_add(l, ntohs(m->id.idiag_sport), m->idiag_inode);
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
+
+/* As diag_listeners, for both families, from /proc/net/tcp and tcp6. */
+static void file_listeners(struct listener_list *l)
 {
 	static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
-	struct inode_set set = { 0 };
 	char line[512];
 
-	if (pid_socket_inodes(pid, &set) < 0)
-		return -1;
-	if (set.n > 0)
-		qsort(set.v, set.n, sizeof(*set.v), cmp_ulong);
 	for (size_t f = 0; f < 2; f++) {
 		FILE *fp = fopen(files[f], "re");
 
@@ -1597,13 +1679,37 @@ static int proc_listeners(pid_t pid, int lo, int hi, void (*visit)(int, unsigned
 				   "%*x %*u %*u %lu",
 				   &lport, &st, &inode) != 3)
 				continue;
-			if (st != 0x0A || (int)lport < lo || (int)lport > hi)
-				continue;
-			if (set.n > 0 && bsearch(&inode, set.v, set.n, sizeof(*set.v), cmp_ulong))
-				visit((int)lport, inode, arg);
+			if (st == 0x0A)
+				listener_add(l, (int)lport, inode);
 		}
 		fclose(fp);
 	}
+}
+
+/*
+ * Visit the listening sockets of pid with a port in lo..hi: visit(port,
+ * inode, arg) for each. Returns -1 when the process is gone, else 0.
+ */
+static int proc_listeners(pid_t pid, int lo, int hi, listener_fn visit, void *arg)
+{
+	static int no_diag;
+	struct inode_set set = { 0 };
+	struct listener_list l = { 0 };
+
+	if (pid_socket_inodes(pid, &set) < 0)
+		return -1;
+	if (set.n > 0)
+		qsort(set.v, set.n, sizeof(*set.v), cmp_ulong);
+	if (no_diag || diag_listeners(AF_INET, &l) < 0 || diag_listeners(AF_INET6, &l) < 0) {
+		no_diag = 1;
+		l.n = 0;
+		file_listeners(&l);
+	}
+	for (size_t i = 0; i < l.n; i++)
+		if (l.v[i].port >= lo && l.v[i].port <= hi && set.n > 0 &&
+		    bsearch(&l.v[i].inode, set.v, set.n, sizeof(*set.v), cmp_ulong))
+			visit(l.v[i].port, l.v[i].inode, arg);
+	free(l.v);
 	free(set.v);
 	return 0;
 }
@@ -1999,6 +2105,9 @@ void fwd_start_conf(struct fwd *f, struct fwd_conf *c, const char *text)
 		argv[n++] = "sockfwd";
 		argv[n++] = "-c";
 		argv[n++] = c->path;
+		/* Debugging only, as in fwd_start. */
+		if (getenv("SOCKFWD_TEST_VERBOSE") != NULL)
+			argv[n++] = "-v";
 		for (int i = 0; i < FWD_EXTRA && c->extra[i] != NULL; i++) {
 			cr_assert(n < MAX_ARGS - 1, "too many arguments");
 			argv[n++] = c->extra[i];

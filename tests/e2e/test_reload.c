@@ -26,6 +26,7 @@
 #define BULK_HOLD    (16 * MiB) /* unread until the reloads are done */
 #define BULK_SEED    77
 #define LOOP_MAX     50000 /* client loop bound */
+#define LOOP_BETWEEN 50	   /* clients that end between two reloads, at least */
 #define LOOP_IO_MS   5000
 #define RELOAD_CHUNK (256 * 1024)
 #define INODES_MAX   16
@@ -82,32 +83,112 @@ static void reload_until_listening(struct fwd *f, int port)
 struct client_loop {
 	int port;
 	_Atomic int stop;
-	int ok;
-	int failed;
-	int first_err; /* errno of the first failure */
-	int first_at;  /* its index */
+	_Atomic int done; /* the loop ended (stop, or LOOP_MAX clients) */
+	_Atomic int ok;
+	_Atomic int failed;
+	/* The first failure: */
+	int first_err;	      /* -errno (id_read_try's own for the identity) */
+	int first_at;	      /* its index */
+	int first_connect;    /* 1: the connect failed, 0: reading the identity */
+	int first_stopped;    /* stop was set while it was in flight */
+	uint64_t first_ms;    /* how long it took */
+	char first_seen[192]; /* what the kernel showed of it then (loop_seen) */
 	pthread_t th;
 };
 
-/* Connect, read the upstream's identity, close: 0 or -errno. */
-static int loop_once(int port)
+/* A TCP state as /proc/net/tcp numbers it, in words. */
+static const char *tcp_state(unsigned st)
+{
+	static const char *const names[] = { "?",	   "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+					     "FIN_WAIT1",  "FIN_WAIT2",	  "TIME_WAIT", "CLOSE",
+					     "CLOSE_WAIT", "LAST_ACK",	  "LISTEN",    "CLOSING" };
+
+	return st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+/*
+ * /proc/net/tcp's view of the forwarder's end of client fd on port, and
+ * of port's listeners, in words: which of "not accepted" (the connection
+ * waits in a listener's queue: its socket has no inode yet) or
+ * "accepted" (the forwarder holds it), its state and queues, and how
+ * many connections each listener holds unaccepted.
+ */
+static void loop_seen(int fd, int port, char *out, size_t len)
+{
+	struct sockaddr_in me;
+	socklen_t mlen = sizeof(me);
+	char line[512], lq[64] = "";
+	size_t n = 0, q = 0;
+	FILE *fp;
+
+	snprintf(out, len, "no end seen in /proc/net/tcp");
+	if (getsockname(fd, (struct sockaddr *)&me, &mlen) < 0 ||
+	    (fp = fopen("/proc/net/tcp", "re")) == NULL)
+		return;
+	for (int i = 0; i < 10000000 && fgets(line, sizeof(line), fp) != NULL; i++) {
+		unsigned lport, rport, st, tx, rx;
+		unsigned long inode;
+
+		if (sscanf(line, " %*d: %*x:%x %*x:%x %x %x:%x %*x:%*x %*x %*u %*u %lu", &lport,
+			   &rport, &st, &tx, &rx, &inode) != 6 ||
+		    (int)lport != port)
+			continue;
+		if (st == 0x0A && q < sizeof(lq))
+			q += (size_t)snprintf(lq + q, sizeof(lq) - q, "%s%u", q ? " " : "", rx);
+		else if (rport == ntohs(me.sin_port) && n < len)
+			n += (size_t)snprintf(
+				out + n, len - n,
+				"%sthe forwarder's end of port %u: %s, %s, rx %u tx %u",
+				n ? "; " : "", rport, inode ? "accepted" : "in a listener's queue",
+				tcp_state(st), rx, tx);
+	}
+	fclose(fp);
+	if (n == 0)
+		n = (size_t)snprintf(out, len, "the forwarder has no end of port %u",
+				     ntohs(me.sin_port));
+	if (n < len)
+		snprintf(out + n, len - n, "; unaccepted in the listeners: %s",
+			 q ? lq : "no listener");
+}
+
+/*
+ * Connect, read the upstream's identity, close: 0 or -errno, the
+ * connect's or id_read_try's own (-ETIMEDOUT, -EPIPE for an EOF, -EPROTO
+ * for bytes that are no identity). *connecting says which failed.
+ */
+static int loop_once(int port, int *connecting, char *seen, size_t seenlen)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	struct timeval tv = { .tv_sec = LOOP_IO_MS / 1000 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
 
+	*connecting = 1;
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons((uint16_t)port);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
 		r = -errno;
-	else
-		r = id_read_try(fd, LOOP_IO_MS) >= 0 ? 0 : -ECONNRESET;
+	} else {
+		*connecting = 0;
+		r = id_read_try(fd, LOOP_IO_MS);
+		r = r >= 0 ? 0 : r;
+		if (r < 0 && seen != NULL)
+			loop_seen(fd, port, seen, seenlen);
+	}
 	close(fd);
 	return r;
+}
+
+/* A failure of loop_once in words, as id_read words them. */
+static const char *loop_err(int err)
+{
+	return err == EPROTO	  ? "not an identity"
+	       : err == EPIPE	  ? "EOF"
+	       : err == ETIMEDOUT ? "timed out"
+				  : strerror(err);
 }
 
 static void *client_loop_main(void *arg)
@@ -115,7 +196,11 @@ static void *client_loop_main(void *arg)
 	struct client_loop *l = arg;
 
 	for (int i = 0; i < LOOP_MAX && !atomic_load(&l->stop); i++) {
-		int r = loop_once(l->port);
+		uint64_t t = now_ms();
+		int connecting, r;
+
+		r = loop_once(l->port, &connecting, l->failed == 0 ? l->first_seen : NULL,
+			      sizeof(l->first_seen));
 
 		if (r == 0) {
 			l->ok++;
@@ -124,9 +209,30 @@ static void *client_loop_main(void *arg)
 		if (l->failed++ == 0) {
 			l->first_err = -r;
 			l->first_at = i;
+			l->first_connect = connecting;
+			l->first_ms = now_ms() - t;
+			l->first_stopped = atomic_load(&l->stop);
 		}
 	}
+	atomic_store(&l->done, 1);
 	return NULL;
+}
+
+/*
+ * Let LOOP_BETWEEN more clients end (served or not), bounded by
+ * RELOAD_MS, so that clients connect across every reload whatever the
+ * speed of the machine: 20 reloads can take 0.4 s, or the loop can
+ * spend its LOOP_MAX clients long before they end. A client that hangs
+ * is the loop's to report.
+ */
+static void loop_wait_clients(struct client_loop *l)
+{
+	int base = atomic_load(&l->ok) + atomic_load(&l->failed);
+
+	for (int i = 0; i < RELOAD_MS && !atomic_load(&l->done) &&
+			atomic_load(&l->ok) + atomic_load(&l->failed) < base + LOOP_BETWEEN;
+	     i++)
+		sleep_ms(1);
 }
 
 /* ---- the bulk reader (a thread: no assertions) ---- */
@@ -276,6 +382,7 @@ ENGINE_TEST(reload, under_load, 240)
 		cr_assert_geq(id_query(AF_INET, NULL, added), 0, "added rule");
 		same_sockets(&f, c.lport[0], nweb, web_ino, r);
 		same_sockets(&f, c.lport[1], nbulk, bulk_ino, r);
+		loop_wait_clients(&loop);
 	}
 	cr_log_info("%s: %d reloads in %llu ms; %llu MiB of the transfer moved meanwhile", engine,
 		    RELOADS, (unsigned long long)(now_ms() - t0),
@@ -289,9 +396,14 @@ ENGINE_TEST(reload, under_load, 240)
 
 	cr_assert(loop.ok > 0, "the client loop was never served");
 	cr_assert_eq(loop.failed, 0,
-		     "%d of %d clients connecting during reloads failed; the first (number %d): "
-		     "%s",
-		     loop.failed, loop.ok + loop.failed, loop.first_at, strerror(loop.first_err));
+		     "%d of %d clients connecting during reloads failed; the first (number %d, "
+		     "%s, after %llu ms%s): %s (%s)%s",
+		     loop.failed, loop.ok + loop.failed, loop.first_at,
+		     loop.first_connect ? "connecting" : "reading the identity",
+		     (unsigned long long)loop.first_ms,
+		     loop.first_stopped ? ", in flight when the reloads ended" : "",
+		     loop_err(loop.first_err),
+		     loop.first_connect ? "no connection" : loop.first_seen, fwd_note());
 	cr_log_info("%s: %d clients served during the reloads", engine, loop.ok);
 	cr_assert(b.err != EILSEQ, "the transfer arrived altered at byte %llu",
 		  (unsigned long long)b.bad_at);
