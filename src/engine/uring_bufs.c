@@ -230,7 +230,8 @@ static void ubp_fill(struct sf_ubpool *p)
 		struct sf_ubufs *b = &p->g[s];
 		int n = 0;
 
-		if (b->state != SF_UBG_LIVE)
+		/* A live group has its stash; scan-build cannot see that through destroy. */
+		if (b->state != SF_UBG_LIVE || b->stash == NULL)
 			continue;
 		while (b->nstash > 0 && vis < room) {
 			unsigned short bid = b->stash[--b->nstash];
